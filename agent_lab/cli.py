@@ -1,0 +1,135 @@
+"""The ``agent-lab`` console script. ``agent-lab train`` takes one flag per RunConfig field."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import CHOICES, ConfigError, RunConfig
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _field_type(name: str) -> tuple[type, bool]:
+    """(scalar type, is_tuple) of the RunConfig field ``name``, e.g. ``int | None`` -> (int, False)."""
+    hint = typing.get_type_hints(RunConfig)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return args[0], True
+    if origin in (typing.Union, types.UnionType):
+        return args[0], False
+    return hint, False
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "") else int(text)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: RunConfig | None = None) -> None:
+    """One ``--field`` per RunConfig field, typed, with its help text, choices and default."""
+    defaults = defaults or RunConfig()
+    for field in dataclasses.fields(RunConfig):
+        kind, is_tuple = _field_type(field.name)
+        default = getattr(defaults, field.name)
+        help_text = field.metadata.get("help", "")
+        if field.name in CHOICES:
+            help_text += f" (choices: {', '.join(CHOICES[field.name])})"
+        help_text += f" [default: {default}]"
+        flag = f"--{field.name}"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif is_tuple:
+            parser.add_argument(flag, type=kind, nargs="*", default=default, metavar=field.name.upper(),
+                                help=help_text)
+        else:
+            converter = _optional_int if (kind is int and default is None) else kind
+            parser.add_argument(flag, type=converter, default=default, metavar=field.name.upper(), help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
+
+
+def _print_history(result) -> None:
+    columns = [c for c in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "wall_time",
+                           "fwd_bwd", "density") if c in result.history]
+    print(result.history[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    config = config_from_args(args)
+    result = train(config, out=args.out, resume=not args.no_resume, progress=not args.quiet)
+    _print_history(result)
+    print(f"status: {result.status}\nrun folder: {result.run_dir}")
+    return EXIT_INTERRUPTED if result.status == "interrupted" else 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import run_quickstart
+
+    result = run_quickstart(out=args.out, figures=args.figures, epochs=args.epochs, progress=not args.quiet)
+    print(result.table.to_string(index=False))
+    print(f"\nfigure: {', '.join(str(p) for p in result.figure_paths)}\nrun folder: {result.run.run_dir}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .runs import list_runs
+
+    table = list_runs(args.out)
+    if table.empty:
+        print(f"no runs under {args.out}")
+        return 0
+    columns = [c for c in ("run", "status", "epoch", "test_acc", "wall_time", "fwd_bwd") if c in table]
+    print(table[columns].to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent-lab", description=(
+        "AGENT adaptive gradient correction for sparse training: train, resume and inspect runs."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train one run (flags are the RunConfig fields)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=None)
+    add_config_arguments(train)
+    train.add_argument("--out", default="runs", help="folder that holds run folders")
+    train.add_argument("--no-resume", action="store_true", help="start over even if the run exists")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(handler=cmd_train)
+
+    quick = sub.add_parser("quickstart", help="a short real training on the bundled CIFAR-10 subset (CPU, minutes)")
+    quick.add_argument("--out", default="runs/quickstart", help="folder that holds the run folder")
+    quick.add_argument("--figures", default="figures", help="folder for the figure (PNG and PDF)")
+    quick.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    quick.add_argument("--quiet", action="store_true", help="no progress bars")
+    quick.set_defaults(handler=cmd_quickstart)
+
+    runs = sub.add_parser("runs", help="list the runs under a folder")
+    runs.add_argument("--out", default="runs", help="folder that holds run folders")
+    runs.set_defaults(handler=cmd_runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .data import DataUnavailableError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, DataUnavailableError, FileNotFoundError) as error:
+        print(f"agent-lab: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

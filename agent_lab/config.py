@@ -1,0 +1,200 @@
+"""RunConfig: one validated dataclass with one field per knob of a training run.
+
+Every field is checked on construction; a bad value raises :class:`ConfigError` with a one-line
+message naming the field, the bad value and the valid choices or range. The run store names a
+run folder after :meth:`RunConfig.config_hash`, so two equal configs share one cached run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .data import DATASET_NAMES
+from .models import MODEL_NAMES, is_valid_model_name
+
+# Names a config value may take. Later capabilities register theirs here (see `register_choice`).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": tuple(DATASET_NAMES),
+    "model": tuple(MODEL_NAMES),
+    "pipeline": ("dense",),
+    "optimizer": ("sgd", "adam"),
+    "weight_decay_mode": ("coupled", "decoupled"),
+    "lr_schedule": ("constant", "step", "cosine"),
+    "adversarial": ("none",),
+    "input_norm": ("dataset", "none"),
+}
+
+# Datasets that cannot be found without a root directory given by the user.
+DATASETS_NEEDING_ROOT = ("imagefolder", "imagenet")
+
+
+class ConfigError(ValueError):
+    """A RunConfig field holds a value outside its valid choices or range."""
+
+
+def register_choice(field_name: str, value: str) -> None:
+    """Make `value` a valid choice of `field_name` (used by capabilities that add names)."""
+    if value not in CHOICES[field_name]:
+        CHOICES[field_name] = CHOICES[field_name] + (value,)
+
+
+def _doc(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run. Field names are also the CLI flags."""
+
+    # data
+    dataset: str = field(default="cifar10-mini", metadata=_doc("data set name"))
+    data_root: str | None = field(default=None, metadata=_doc(
+        "data folder (torchvision root, image-folder root or CIFAR-10 JPEG archive)"))
+    train_subset: int | None = field(default=None, metadata=_doc(
+        "keep this many training examples (class-stratified); all when unset"))
+    test_subset: int | None = field(default=None, metadata=_doc(
+        "keep this many test examples (class-stratified); all when unset"))
+    augment: bool = field(default=True, metadata=_doc(
+        "4-pixel zero-padded random crop (+ horizontal flip where the data set allows it)"))
+    # model
+    model: str = field(default="vgg16", metadata=_doc("architecture ('wrn-D-K' for any wide ResNet)"))
+    width: float = field(default=1.0, metadata=_doc("channel-width multiplier (1 = the paper's model)"))
+    input_norm: str = field(default="dataset", metadata=_doc(
+        "normalisation inside the model: per-channel data set mean/std, or none (raw [0,1] inputs)"))
+    # sparsity
+    pipeline: str = field(default="dense", metadata=_doc("sparse-training pipeline"))
+    sparsity: float = field(default=0.0, metadata=_doc("target fraction of zero maskable weights, in [0, 1)"))
+    # optimisation
+    optimizer: str = field(default="sgd", metadata=_doc("optimizer"))
+    lr: float = field(default=0.1, metadata=_doc("base learning rate"))
+    momentum: float = field(default=0.9, metadata=_doc("SGD momentum (Adam: beta1)"))
+    nesterov: bool = field(default=False, metadata=_doc("Nesterov momentum"))
+    weight_decay: float = field(default=5e-4, metadata=_doc("weight decay"))
+    weight_decay_mode: str = field(default="coupled", metadata=_doc(
+        "coupled: L2 term added to the gradient; decoupled: w <- w(1 - wd*lr_t/lr) before the step"))
+    epochs: int = field(default=200, metadata=_doc("training epochs"))
+    batch_size: int = field(default=128, metadata=_doc("training batch size"))
+    eval_batch_size: int = field(default=1000, metadata=_doc("evaluation batch size"))
+    lr_schedule: str = field(default="step", metadata=_doc("learning-rate schedule"))
+    lr_milestones: tuple[float, ...] = field(default=(0.5, 0.75), metadata=_doc(
+        "step schedule: fractions of training at which the lr changes"))
+    lr_factors: tuple[float, ...] = field(default=(0.1, 0.01), metadata=_doc(
+        "step schedule: lr multiplier (of the base lr) from each milestone on"))
+    warmup_epochs: float = field(default=0.0, metadata=_doc("linear lr warm-up length in epochs"))
+    # adversarial training
+    adversarial: str = field(default="none", metadata=_doc("adversarial training objective"))
+    # bookkeeping
+    eval_every: int = field(default=1, metadata=_doc("evaluate on the test set every N epochs (and at the end)"))
+    seed: int = field(default=0, metadata=_doc("random seed (model init, data order, augmentation)"))
+    device: str = field(default="auto", metadata=_doc("auto, cpu, cuda or cuda:N", hash=False))
+    tf32: bool = field(default=True, metadata=_doc("allow TF32 matmuls/convolutions on NVIDIA GPUs"))
+
+    def __post_init__(self) -> None:
+        # Values from JSON or the CLI arrive as lists; keep the dataclass hashable and comparable.
+        for name in ("lr_milestones", "lr_factors"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, tuple(float(v) for v in value))
+        _validate(self)
+
+    # -- conversions -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"RunConfig: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def config_hash(self) -> str:
+        """Stable hash of the fields that change results (not `device`)."""
+        payload = {f.name: v for f, v in zip(fields(self), self.to_dict().values()) if f.metadata.get("hash", True)}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def run_name(self) -> str:
+        """Readable, unique folder name: model, data, pipeline, optimizer, seed and the hash."""
+        sparse = "" if self.pipeline == "dense" else f"{self.sparsity:g}"
+        return (f"{self.model}-w{self.width:g}_{self.dataset}_{self.pipeline}{sparse}_"
+                f"{self.optimizer}_s{self.seed}_{self.config_hash()}")
+
+
+def _fail(name: str, value: Any, expected: str) -> None:
+    raise ConfigError(f"RunConfig.{name}: {value!r} is invalid; {expected}")
+
+
+def _check_choice(cfg: RunConfig, name: str) -> None:
+    value = getattr(cfg, name)
+    if name == "model" and isinstance(value, str) and is_valid_model_name(value):
+        return
+    if value not in CHOICES[name]:
+        extra = " (or 'wrn-D-K' with (D-4) divisible by 6)" if name == "model" else ""
+        _fail(name, value, f"valid choices: {', '.join(CHOICES[name])}{extra}")
+
+
+def _check_number(cfg: RunConfig, name: str, kind: type, low: float | None = None, high: float | None = None,
+                  low_open: bool = False, high_open: bool = False) -> None:
+    value = getattr(cfg, name)
+    ok_type = isinstance(value, kind) and not isinstance(value, bool) if kind is int else (
+        isinstance(value, (int, float)) and not isinstance(value, bool))
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    rng = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+    if not ok_type or not math.isfinite(value):
+        _fail(name, value, f"expected a finite {kind.__name__} in {rng}")
+    if low is not None and (value < low or (low_open and value == low)):
+        _fail(name, value, f"must be in {rng}")
+    if high is not None and (value > high or (high_open and value == high)):
+        _fail(name, value, f"must be in {rng}")
+
+
+def _validate(cfg: RunConfig) -> None:
+    for name in ("dataset", "model", "pipeline", "optimizer", "weight_decay_mode", "lr_schedule",
+                 "adversarial", "input_norm"):
+        _check_choice(cfg, name)
+    for name in ("augment", "nesterov", "tf32"):
+        if not isinstance(getattr(cfg, name), bool):
+            _fail(name, getattr(cfg, name), "expected true or false")
+    _check_number(cfg, "width", float, 0, None, low_open=True)
+    _check_number(cfg, "sparsity", float, 0, 1, high_open=True)
+    _check_number(cfg, "lr", float, 0, None, low_open=True)
+    _check_number(cfg, "momentum", float, 0, 1, high_open=True)
+    _check_number(cfg, "weight_decay", float, 0)
+    _check_number(cfg, "epochs", int, 1)
+    _check_number(cfg, "batch_size", int, 1)
+    _check_number(cfg, "eval_batch_size", int, 1)
+    _check_number(cfg, "warmup_epochs", float, 0, cfg.epochs)
+    _check_number(cfg, "eval_every", int, 1)
+    _check_number(cfg, "seed", int, 0)
+    for name in ("train_subset", "test_subset"):
+        if getattr(cfg, name) is not None:
+            _check_number(cfg, name, int, 1)
+    if cfg.pipeline == "dense" and cfg.sparsity != 0:
+        _fail("sparsity", cfg.sparsity, "pipeline 'dense' trains every weight: use sparsity 0 or a sparse pipeline")
+    if cfg.nesterov and cfg.momentum == 0:
+        _fail("nesterov", cfg.nesterov, "Nesterov momentum needs momentum > 0")
+    if len(cfg.lr_milestones) != len(cfg.lr_factors):
+        _fail("lr_factors", cfg.lr_factors, f"needs one factor per milestone ({len(cfg.lr_milestones)} milestones)")
+    if any(not 0 < m < 1 for m in cfg.lr_milestones) or list(cfg.lr_milestones) != sorted(cfg.lr_milestones):
+        _fail("lr_milestones", cfg.lr_milestones, "expected increasing fractions of training in (0, 1)")
+    if any(not (math.isfinite(f) and f > 0) for f in cfg.lr_factors):
+        _fail("lr_factors", cfg.lr_factors, "expected positive finite multipliers")
+    device = cfg.device
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda", "mps") or
+                                           (device.startswith("cuda:") and device[5:].isdigit())):
+        _fail("device", device, "valid choices: auto, cpu, cuda, cuda:N, mps")
+    if cfg.dataset in DATASETS_NEEDING_ROOT and cfg.data_root is None:
+        _fail("data_root", None, f"dataset {cfg.dataset!r} needs a data_root folder")
+    if cfg.data_root is not None and not Path(cfg.data_root).expanduser().exists():
+        _fail("data_root", cfg.data_root, "the path does not exist")

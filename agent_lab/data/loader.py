@@ -1,0 +1,127 @@
+"""``InMemoryLoader``: replayable, augmented mini-batches from uint8 images held on the device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from .augment import crop_flip, crop_flip_params
+from .bundle import DatasetBundle, Split
+from .sampling import check_batch_size, check_step, epoch_order, num_batches
+from .seeding import BATCH_AUGMENT, torch_generator
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class InMemoryLoader:
+    """Mini-batches ``(x, y)``: ``x`` float32 in [0, 1] on ``device``, ``y`` int64.
+
+    The uint8 images are moved to ``device`` once. With ``augment``, every image is cropped
+    from its ``pad``-pixel zero-padded version at a random offset and, with ``flip``, mirrored
+    left-right with probability 1/2; this runs as tensor ops on the whole batch.
+
+    Everything is a function of ``(seed, epoch, step)``: the order of epoch ``e`` comes from a
+    generator seeded by ``(seed, e)`` and the augmentation of its step ``s`` from one seeded by
+    ``(seed, e, s)``, so ``batch(e, s)`` reproduces exactly what ``epoch(e)`` yields at step ``s``.
+    Torch's global random state is never used.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        augment: bool = True,
+        flip: bool = True,
+        pad: int = 4,
+        drop_last: bool = False,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        Split(images, labels)  # validates dtypes, shapes and lengths
+        check_batch_size(batch_size)
+        if not isinstance(pad, int) or pad < 0:
+            raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.shuffle, self.augment, self.flip, self.pad = shuffle, augment, flip, pad
+        self.drop_last, self.seed = drop_last, seed
+        self._cached_order: tuple[int, torch.Tensor | None] | None = None
+
+    def __len__(self) -> int:
+        return num_batches(len(self.labels), self.batch_size, self.drop_last)
+
+    @property
+    def num_examples(self) -> int:
+        """Examples one epoch yields (the data size, less the dropped tail with ``drop_last``)."""
+        return len(self) * self.batch_size if self.drop_last else len(self.labels)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """All batches of ``epoch``, in order."""
+        for step in range(len(self)):
+            yield self.batch(epoch, step)
+
+    def batch(self, epoch: int, step: int) -> Batch:
+        """Batch ``step`` of ``epoch``, identical to what ``epoch(epoch)`` yields at that step."""
+        check_step(step, len(self))
+        order = self._order(epoch)
+        start, stop = step * self.batch_size, (step + 1) * self.batch_size
+        if order is None:
+            images, labels = self.images[start:stop], self.labels[start:stop]
+        else:
+            indices = order[start:stop]
+            images, labels = self.images[indices], self.labels[indices]
+        if self.augment:
+            generator = torch_generator(BATCH_AUGMENT, self.seed, epoch, step)
+            rows, cols, flips = crop_flip_params(len(images), self.pad, self.flip, generator)
+            images = crop_flip(images, rows, cols, flips, self.pad)
+        return images.to(torch.float32).div_(255.0), labels
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.shuffle or self.augment:
+            raise TypeError(
+                "a shuffling or augmenting loader has no single pass; iterate loader.epoch(e) "
+                "so that every epoch gets its own order and augmentation"
+            )
+        return self.epoch(0)
+
+    def _order(self, epoch: int) -> torch.Tensor | None:
+        if self._cached_order is None or self._cached_order[0] != epoch:
+            order = epoch_order(len(self.labels), self.shuffle, self.seed, epoch)
+            self._cached_order = (epoch, None if order is None else order.to(self.device))
+        return self._cached_order[1]
+
+
+def make_loaders(
+    bundle: DatasetBundle,
+    batch_size: int,
+    *,
+    eval_batch_size: int = 1024,
+    seed: int,
+    device: str | torch.device,
+    augment: bool = True,
+    num_workers: int = 0,
+):
+    """The training loader (shuffled, augmented with ``bundle.flip``) and the test loader
+    (natural order, no augmentation) of ``bundle``. ``num_workers`` applies to streaming
+    data sets (imagenet) only."""
+    check_batch_size(eval_batch_size, "eval_batch_size")
+    if isinstance(bundle.train, Split):
+        train = InMemoryLoader(bundle.train.images, bundle.train.labels, batch_size, shuffle=True,
+                               augment=augment, flip=bundle.flip, seed=seed, device=device)
+        test = InMemoryLoader(bundle.test.images, bundle.test.labels, eval_batch_size, shuffle=False,
+                              augment=False, seed=seed, device=device)
+        return train, test
+    from .streaming import StreamingLoader
+
+    common = dict(seed=seed, device=device, num_workers=num_workers, image_size=bundle.image_size)
+    train = StreamingLoader(bundle.train, batch_size, shuffle=True, augment=augment, flip=bundle.flip, **common)
+    test = StreamingLoader(bundle.test, eval_batch_size, shuffle=False, augment=False, **common)
+    return train, test

@@ -1,0 +1,65 @@
+"""Extension points of the training loop.
+
+A :class:`Callback` sees the loop at fixed moments and may change the gradient the optimizer sees
+(``before_optimizer_step``), act on the parameters after the step (``after_optimizer_step``),
+add history columns (``epoch_metrics``) and carry state through checkpoints (``state_dict``).
+Sparse masks, gradient correctors and diagnostics plug in here. An :class:`Objective` turns a batch
+into a loss; adversarial objectives plug in there.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .train import Trainer
+
+
+class Callback:
+    """Base class: every hook is a no-op. ``name`` keys the callback's state in checkpoints."""
+
+    name = "callback"
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+
+    def on_epoch_begin(self, trainer: "Trainer") -> None: ...
+
+    def before_optimizer_step(self, trainer: "Trainer", batch: "Batch") -> None: ...
+
+    def after_optimizer_step(self, trainer: "Trainer", batch: "Batch") -> None: ...
+
+    def epoch_metrics(self, trainer: "Trainer") -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Batch:
+    """One training batch: inputs in [0,1], labels, and where it came from (for exact replay)."""
+
+    __slots__ = ("x", "y", "epoch", "step")
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> None:
+        self.x, self.y, self.epoch, self.step = x, y, epoch, step
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+
+class Objective:
+    """Standard training: mean cross-entropy on the batch as given.
+
+    ``loss`` returns the mean loss and the logits; ``passes_per_example`` is the number of
+    example-level forward+backward passes one call costs (the loop adds it to ``fwd_bwd``).
+    """
+
+    passes_per_example = 1
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(batch.x)
+        return F.cross_entropy(logits, batch.y), logits

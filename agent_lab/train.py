@@ -1,0 +1,330 @@
+"""The training loop: ``train(RunConfig) -> RunResult``.
+
+One loop serves every experiment. Per step: the objective turns the batch into a loss, backward
+fills ``.grad``, callbacks may rewrite the gradients (``before_optimizer_step``), the optimizer
+steps, callbacks act on the new parameters (``after_optimizer_step``), the lr scheduler steps.
+Per epoch: optional evaluation, one history row, an atomic checkpoint. A run resumes from its last
+checkpoint with model, optimizer, scheduler, callback and RNG states restored; the data order and
+augmentation are pure functions of (seed, epoch, step), so a resumed run replays exactly.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .config import ConfigError, RunConfig
+from .data import load_dataset, make_loaders
+from .hooks import Batch, Callback, Objective
+from .models import build_model
+from .optim import build_optimizer, build_scheduler
+from .runs import (CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, META_FILE, RunResult, environment_info,
+                   load_checkpoint, load_run, run_dir_for, save_checkpoint, write_history, write_json)
+
+# How often (in steps) the loop checks the running loss for NaN/inf. Checking costs a device sync,
+# so it is not done every step; a diverged run wastes at most this many steps.
+DIVERGENCE_CHECK_EVERY = 20
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "wall_time",
+                   "eval_time", "fwd_bwd", "density")
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; an unavailable device is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"RunConfig.device: {name!r} is not available on this machine; valid choices here: auto, cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("RunConfig.device: 'mps' is not available on this machine; valid choices here: auto, cpu")
+    return torch.device(name)
+
+
+def data_info_of(bundle) -> dict[str, Any]:
+    """What a model needs to know about its data set (kept in checkpoints to rebuild the model)."""
+    return {"num_classes": bundle.num_classes, "in_channels": int(bundle.train.images.shape[1]),
+            "mean": list(bundle.mean), "std": list(bundle.std), "classes": list(bundle.classes),
+            "train_examples": int(bundle.train.labels.shape[0]), "test_examples": int(bundle.test.labels.shape[0])}
+
+
+def build_model_for(config: RunConfig, data_info: dict[str, Any]) -> torch.nn.Module:
+    normalise = config.input_norm == "dataset"
+    return build_model(config.model, data_info["num_classes"], width=config.width,
+                       in_channels=data_info["in_channels"],
+                       mean=data_info["mean"] if normalise else None, std=data_info["std"] if normalise else None)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, loader) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` over one pass of ``loader`` (eval mode).
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.int64)
+    try:
+        for x, y in loader.epoch(0):
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double().cpu()
+            correct += (logits.argmax(1) == y).sum().cpu()
+    finally:
+        model.train(was_training)
+    n = loader.num_examples
+    return float(loss_sum) / n, float(correct) / n
+
+
+@dataclass
+class TrainState:
+    """Counters of a run; everything here goes into the checkpoint."""
+
+    epoch: int = 0          # completed epochs
+    step: int = 0           # optimizer steps taken
+    fwd_bwd: int = 0        # example-level forward+backward passes, every auxiliary pass included
+    wall_time: float = 0.0  # seconds spent training (evaluation excluded, see eval_time)
+    eval_time: float = 0.0  # seconds spent evaluating
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Owns the model, data loaders, optimizer, scheduler and callbacks of one run."""
+
+    def __init__(self, config: RunConfig, model: torch.nn.Module, train_loader, test_loader,
+                 device: torch.device, callbacks: Sequence[Callback] = (), objective: Objective | None = None):
+        self.config = config
+        self.device = device
+        self.model = model.to(device)
+        self.train_loader = train_loader
+        self.test_loader = test_loader
+        self.callbacks = list(callbacks)
+        self.objective = objective or Objective()
+        self.optimizer = build_optimizer(config, self.model.parameters())
+        self.scheduler = build_scheduler(self.optimizer, config, len(train_loader))
+        self.state = TrainState()
+
+    # -- accounting ---------------------------------------------------------------------------
+    def count_passes(self, examples: int) -> None:
+        """Add example-level forward+backward passes to ``fwd_bwd`` (auxiliary passes call this)."""
+        self.state.fwd_bwd += int(examples)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def train_epoch(self, progress: bool = False) -> dict[str, float]:
+        """Train one epoch; returns its train loss/accuracy. Raises :class:`Diverged` on NaN/inf."""
+        epoch = self.state.epoch
+        self.model.train()
+        for callback in self.callbacks:
+            callback.on_epoch_begin(self)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        last_lr = self.lr
+        bar = tqdm(self.train_loader.epoch(epoch), total=len(self.train_loader), leave=False,
+                   disable=not progress, desc=f"epoch {epoch + 1}")
+        for step_in_epoch, (x, y) in enumerate(bar):
+            batch = Batch(x, y, epoch, step_in_epoch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, logits = self.objective.loss(self.model, batch)
+            loss.backward()
+            self.count_passes(len(batch) * self.objective.passes_per_example)
+            for callback in self.callbacks:
+                callback.before_optimizer_step(self, batch)
+            last_lr = self.lr
+            self.optimizer.step()
+            for callback in self.callbacks:
+                callback.after_optimizer_step(self, batch)
+            self.scheduler.step()
+            self.state.step += 1
+            loss_sum += loss.detach().double() * len(batch)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(batch)
+            if (step_in_epoch + 1) % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                raise Diverged(f"loss is {float(loss_sum)} at epoch {epoch + 1}, step {step_in_epoch + 1}")
+        train_loss = float(loss_sum) / max(seen, 1)
+        if not math.isfinite(train_loss):
+            raise Diverged(f"loss is {train_loss} at the end of epoch {epoch + 1}")
+        return {"train_loss": train_loss, "train_acc": float(correct) / max(seen, 1), "lr": last_lr}
+
+    def evaluate(self) -> tuple[float, float]:
+        return evaluate_model(self.model, self.test_loader)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "state": asdict(self.state), "rng": rng_states(),
+            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
+        }
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.state = TrainState(**checkpoint["state"])
+        for callback in self.callbacks:
+            callback.load_state_dict(checkpoint["callbacks"].get(callback.name, {}))
+        set_rng_states(checkpoint["rng"])
+
+    # -- the whole run ------------------------------------------------------------------------
+    def run(self, on_epoch_end=None, progress: bool = True, stop_after_epoch: int | None = None) -> str:
+        """Train until ``config.epochs``; returns the status (completed, diverged or interrupted).
+
+        ``on_epoch_end(trainer)`` runs after each completed epoch (the run store saves there).
+        """
+        config = self.config
+        for callback in self.callbacks:
+            callback.on_train_begin(self)
+        bar = tqdm(total=config.epochs, initial=self.state.epoch, disable=not progress, desc="training")
+        try:
+            while self.state.epoch < config.epochs:
+                if stop_after_epoch is not None and self.state.epoch >= stop_after_epoch:
+                    return "interrupted"
+                start = time.perf_counter()
+                try:
+                    metrics = self.train_epoch(progress=progress)
+                except Diverged as error:
+                    self.state.wall_time += time.perf_counter() - start
+                    self._append_row({"train_loss": float("nan"), "train_acc": float("nan"), "lr": self.lr},
+                                     epoch=self.state.epoch + 1)
+                    tqdm.write(f"run diverged: {error}")
+                    return "diverged"
+                self.state.wall_time += time.perf_counter() - start
+                self.state.epoch += 1
+                if self.state.epoch % config.eval_every == 0 or self.state.epoch == config.epochs:
+                    start = time.perf_counter()
+                    metrics["test_loss"], metrics["test_acc"] = self.evaluate()
+                    self.state.eval_time += time.perf_counter() - start
+                row = self._append_row(metrics, epoch=self.state.epoch)
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+                if on_epoch_end is not None:
+                    on_epoch_end(self)
+        except KeyboardInterrupt:
+            tqdm.write("training interrupted; resume with resume=True")
+            return "interrupted"
+        finally:
+            bar.close()
+        return "completed"
+
+    def _append_row(self, metrics: dict[str, float], epoch: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": metrics["train_loss"], "train_acc": metrics["train_acc"],
+                               "test_loss": metrics.get("test_loss", float("nan")),
+                               "test_acc": metrics.get("test_acc", float("nan")), "lr": metrics["lr"],
+                               "wall_time": self.state.wall_time, "eval_time": self.state.eval_time,
+                               "fwd_bwd": self.state.fwd_bwd, "density": 1.0}
+        for callback in self.callbacks:
+            row.update(callback.epoch_metrics(self))
+        self.state.history.append(row)
+        return row
+
+    def history(self) -> pd.DataFrame:
+        return pd.DataFrame(self.state.history, columns=None if self.state.history else list(HISTORY_COLUMNS))
+
+
+def build_callbacks(config: RunConfig, model: torch.nn.Module) -> list[Callback]:
+    """Callbacks a config asks for. Dense SGD/Adam training needs none."""
+    return []
+
+
+def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
+    """Load the data, build the model and the trainer of ``config`` (nothing is written to disk)."""
+    device = resolve_device(config.device)
+    bundle = load_dataset(config.dataset, config.data_root)
+    if config.train_subset is not None or config.test_subset is not None:
+        bundle = bundle.subset(config.train_subset, config.test_subset, seed=config.seed)
+    data_info = data_info_of(bundle)
+    train_loader, test_loader = make_loaders(bundle, config.batch_size, eval_batch_size=config.eval_batch_size,
+                                             seed=config.seed, device=device, augment=config.augment)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
+        torch.backends.cudnn.benchmark = True
+    seed_everything(config.seed)
+    model = build_model_for(config, data_info)
+    trainer = Trainer(config, model, train_loader, test_loader, device, callbacks=build_callbacks(config, model))
+    return trainer, data_info
+
+
+def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resume: bool = True,
+          progress: bool = True, stop_after_epoch: int | None = None) -> RunResult:
+    """Train ``config`` into the run folder ``out/<run name>`` and return the result.
+
+    With ``resume=True`` a completed (or diverged) run is returned from the store without
+    training, and an interrupted run continues from its last checkpoint; ``resume=False`` starts
+    over. ``stop_after_epoch=k`` stops after epoch k with status ``interrupted`` (a budgeted or
+    staged run; a later call resumes it).
+    """
+    if not isinstance(config, RunConfig):
+        config = RunConfig.from_dict(dict(config))
+    run_dir = run_dir_for(config, out)
+    if resume and (run_dir / META_FILE).exists():
+        cached = load_run(run_dir)
+        if cached.status in ("completed", "diverged"):
+            return cached
+
+    # Everything that can fail on bad input happens before the run folder is touched.
+    trainer, data_info = prepare(config)
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    if resume and checkpoint_path.exists():
+        checkpoint = load_checkpoint(checkpoint_path, map_location=trainer.device)
+        trainer.restore(checkpoint)
+    else:
+        for name in (CHECKPOINT_FILE, HISTORY_FILE, META_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+
+    meta = {"status": "running", "seed": config.seed, "config_hash": config.config_hash(),
+            "data": data_info, **environment_info(trainer.device)}
+    write_json(run_dir / CONFIG_FILE, config.to_dict())
+    write_json(run_dir / META_FILE, meta)
+
+    def save(trainer: Trainer) -> None:
+        checkpoint = trainer.checkpoint()
+        checkpoint["data_info"] = data_info
+        save_checkpoint(checkpoint_path, checkpoint)
+        write_history(run_dir / HISTORY_FILE, trainer.history())
+
+    status = trainer.run(on_epoch_end=save, progress=progress, stop_after_epoch=stop_after_epoch)
+    history = trainer.history()
+    write_history(run_dir / HISTORY_FILE, history)
+    meta.update(status=status, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
+                eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd)
+    write_json(run_dir / META_FILE, meta)
+    return RunResult(config=config, run_dir=run_dir, history=history, status=status, meta=meta)
