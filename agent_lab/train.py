@@ -55,9 +55,10 @@ def resolve_device(name: str) -> torch.device:
 
 def data_info_of(bundle) -> dict[str, Any]:
     """What a model needs to know about its data set (kept in checkpoints to rebuild the model)."""
-    return {"num_classes": bundle.num_classes, "in_channels": int(bundle.train.images.shape[1]),
+    images = getattr(bundle.train, "images", None)  # streamed splits (imagenet) decode RGB on demand
+    return {"num_classes": bundle.num_classes, "in_channels": 3 if images is None else int(images.shape[1]),
             "mean": list(bundle.mean), "std": list(bundle.std), "classes": list(bundle.classes),
-            "train_examples": int(bundle.train.labels.shape[0]), "test_examples": int(bundle.test.labels.shape[0])}
+            "train_examples": len(bundle.train), "test_examples": len(bundle.test)}
 
 
 def build_model_for(config: RunConfig, data_info: dict[str, Any]) -> torch.nn.Module:

@@ -219,6 +219,14 @@ def test_every_step_gets_its_own_augmentation():
     assert len({tuple(x.flatten()[:50].tolist()) for x in first}) > 10  # images of a batch differ too
 
 
+def test_seed_streams_are_separate_even_where_seed_sequences_would_collide():
+    from agent_lab.data.seeding import BATCH_AUGMENT, PERMUTATION, derive_seed
+
+    assert np.random.SeedSequence([1, 2]).generate_state(2).tolist() == np.random.SeedSequence([1, 2, 0]).generate_state(2).tolist()
+    assert derive_seed(PERMUTATION, 1, 2) != derive_seed(BATCH_AUGMENT, 1, 2, 0)
+    assert derive_seed(BATCH_AUGMENT, 1, 2, 0) == derive_seed(BATCH_AUGMENT, 1, 2, 0)
+
+
 def test_loaders_never_touch_the_global_random_state():
     torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
     images = random_images(30)

@@ -14,7 +14,6 @@ from .catalog import CIFAR10_CLASSES, FLIP, NORMALIZATION
 from .errors import OFFLINE_CHOICES, DataUnavailableError
 from .image_stream import ImageFolderStream
 from .imagefolder import check_same_classes, load_image_folder, split_dirs
-from .mini import MINI_FILE_NAME, load_cifar10_mini
 from .paths import default_root
 from .synthetic import make_synthetic
 from .torchvision_sets import load_torchvision_dataset
@@ -70,6 +69,9 @@ def _svhn(root: Path | None, download: bool, image_size: int | None) -> DatasetB
 
 
 def _cifar10_mini(root: Path | None, download: bool, image_size: int | None) -> DatasetBundle:
+    # Imported here so that `python -m agent_lab.data.mini` does not find the module preloaded.
+    from .mini import MINI_FILE_NAME, load_cifar10_mini
+
     if root is None:
         return load_cifar10_mini()
     return load_cifar10_mini(root if root.suffix == ".npz" else root / MINI_FILE_NAME)

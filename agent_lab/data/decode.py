@@ -57,11 +57,11 @@ def resize_square(image: torch.Tensor, size: int) -> torch.Tensor:
 
 def stack_square(images: Sequence[torch.Tensor], size: int | None) -> torch.Tensor:
     """Stack decoded images into ``[N, 3, size, size]`` (``size=None``: all must share one size)."""
-    if size is not None:
-        images = [resize_square(image, size) for image in images]
-    shapes = {tuple(image.shape) for image in images}
-    if len(shapes) > 1:
-        raise ValueError(f"images have different sizes {sorted(shapes)[:3]}...; pass image_size to resize them")
     if not images:
         raise ValueError("no images to stack")
+    if size is not None:
+        images = [resize_square(image, size) for image in images]
+    shapes = sorted({tuple(image.shape) for image in images})
+    if len(shapes) > 1:
+        raise ValueError(f"images have different sizes (e.g. {shapes[:3]}); pass image_size to resize them")
     return torch.stack(list(images))

@@ -13,6 +13,7 @@ import torch
 PERMUTATION = 0
 BATCH_AUGMENT = 1
 SAMPLE_AUGMENT = 2
+SUBSET = 3
 
 
 def derive_seed(stream: int, *key: int) -> int:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .seeding import PERMUTATION, torch_generator
-
-_SUBSET_STREAM = PERMUTATION + 100
+from .seeding import SUBSET, torch_generator
 
 
 def stratified_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
@@ -18,7 +16,7 @@ def stratified_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Ten
     total = int(labels.numel())
     if not 0 <= n <= total:
         raise ValueError(f"subset size must be between 0 and {total}, got {n}")
-    generator = torch_generator(_SUBSET_STREAM, seed)
+    generator = torch_generator(SUBSET, seed)
     labels = labels.cpu()
     # Rank every example inside its class in a seeded random order, then order all examples
     # by (rank + 1/2) / class size: the first n of that order hold each class in proportion.
