@@ -98,8 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "AGENT adaptive gradient correction for sparse training: train, resume and inspect runs."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train one run (flags are the RunConfig fields)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=None)
+    train = sub.add_parser("train", help="train one run (flags are the RunConfig fields)")
     add_config_arguments(train)
     train.add_argument("--out", default="runs", help="folder that holds run folders")
     train.add_argument("--no-resume", action="store_true", help="start over even if the run exists")

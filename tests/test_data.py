@@ -380,7 +380,7 @@ def test_missing_cifar100_names_its_folder(tmp_path, monkeypatch):
 def test_missing_imagefolder_root_is_named(tmp_path):
     with pytest.raises(DataUnavailableError, match=f"imagefolder: root {tmp_path / 'absent'} does not exist"):
         load_dataset("imagefolder", tmp_path / "absent")
-    with pytest.raises(DataUnavailableError, match="imagefolder: needs root="):
+    with pytest.raises(DataUnavailableError, match="imagefolder: needs data_root="):
         load_dataset("imagefolder")
     (tmp_path / "train").mkdir()
     with pytest.raises(DataUnavailableError, match=r"must hold train/ and test or val/"):

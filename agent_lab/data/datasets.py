@@ -80,7 +80,7 @@ def _cifar10_mini(root: Path | None, download: bool, image_size: int | None) -> 
 def _imagefolder(root: Path | None, download: bool, image_size: int | None) -> DatasetBundle:
     if root is None:
         raise DataUnavailableError(
-            "imagefolder: needs root=<folder holding train/<class>/ and test/<class>/ (or val/) images>; "
+            "imagefolder: needs data_root=<folder holding train/<class>/ and test/<class>/ (or val/) images>; "
             + OFFLINE_CHOICES
         )
     size = image_size or DEFAULT_IMAGEFOLDER_SIZE
@@ -95,7 +95,7 @@ def _imagenet(root: Path | None, download: bool, image_size: int | None) -> Data
         raise DataUnavailableError(
             f"imagenet: expected {root}/train/<wnid>/*.JPEG and {root}/val/<wnid>/*.JPEG (validation images "
             f"sorted into class folders); torchvision cannot download ImageNet, so place it there or pass "
-            f"root=; {OFFLINE_CHOICES}"
+            f"data_root; {OFFLINE_CHOICES}"
         )
     train_dir, val_dir = split_dirs(root, "imagenet", ("val",))
     train, test = ImageFolderStream.scan(train_dir), ImageFolderStream.scan(val_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 OFFLINE_CHOICES = (
     "offline choices: 'cifar10-mini' (bundled with the repository), "
-    "'imagefolder' with root=<folder holding train/ and test/>, 'synthetic'"
+    "'imagefolder' with data_root=<folder holding train/ and test/>, 'synthetic'"
 )
 
 

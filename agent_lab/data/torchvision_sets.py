@@ -36,7 +36,7 @@ class TorchvisionSource:
 SOURCES = {
     "cifar10": TorchvisionSource(
         "cifar10", "CIFAR10", "cifar-10-python.tar.gz or its extracted cifar-10-batches-py/", "cifar-10-batches-py",
-        extra_hint="root= may also be an image-folder directory (train/, test/) or a cifar10-jpeg.tar.gz; ",
+        extra_hint="data_root may also be an image-folder directory (train/, test/) or a cifar10-jpeg.tar.gz; ",
     ),
     "cifar100": TorchvisionSource(
         "cifar100", "CIFAR100", "cifar-100-python.tar.gz or its extracted cifar-100-python/", "cifar-100-python"
@@ -71,7 +71,7 @@ def _unavailable_message(source: TorchvisionSource, root: Path, reason: str) -> 
     message = (
         f"{source.name}: files not found under {root} ({reason}); put {source.files} in {root} "
         f"(torchvision.datasets.{source.class_name} reads {expected}), {source.extra_hint}"
-        f"or set root= / $AGENT_LAB_DATA to where they are; {OFFLINE_CHOICES}"
+        f"or set data_root (or $AGENT_LAB_DATA) to where they are; {OFFLINE_CHOICES}"
     )
     return " ".join(message.split())
 
