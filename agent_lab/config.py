@@ -16,12 +16,17 @@ from typing import Any
 
 from .data import DATASET_NAMES
 from .models import MODEL_NAMES, is_valid_model_name
+from .sparse.masks import DENSE_LAYER_POLICIES
+from .sparse.pipelines import GROWTH_CHOICES, SPARSE_INIT_CHOICES, SPARSE_PIPELINES, parse_nm
 
 # Names a config value may take. Later capabilities register theirs here (see `register_choice`).
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": tuple(DATASET_NAMES),
     "model": tuple(MODEL_NAMES),
-    "pipeline": ("dense",),
+    "pipeline": ("dense", *SPARSE_PIPELINES),
+    "sparse_init": SPARSE_INIT_CHOICES,
+    "growth": GROWTH_CHOICES,
+    "dense_layers": DENSE_LAYER_POLICIES,
     "optimizer": ("sgd", "adam"),
     "weight_decay_mode": ("coupled", "decoupled"),
     "lr_schedule": ("constant", "step", "cosine"),
@@ -69,6 +74,19 @@ class RunConfig:
     # sparsity
     pipeline: str = field(default="dense", metadata=_doc("sparse-training pipeline"))
     sparsity: float = field(default=0.0, metadata=_doc("target fraction of zero maskable weights, in [0, 1)"))
+    sparse_init: str | None = field(default=None, metadata=_doc(
+        "per-layer density distribution of the masks (pipeline default: erk); nm = structured N:M"))
+    update_every: int | None = field(default=None, metadata=_doc("optimizer steps between mask updates (pipeline default)"))
+    drop_fraction: float | None = field(default=None, metadata=_doc(
+        "fraction of each layer's connections replaced at the first update, cosine-decayed (pipeline default)"))
+    t_end: float | None = field(default=None, metadata=_doc(
+        "fraction of training after which masks stay fixed (pipeline default)"))
+    growth: str | None = field(default=None, metadata=_doc(
+        "how grown connections are chosen (pipeline default); optimizer-gradient = the gradient the optimizer uses"))
+    dense_layers: str = field(default="none", metadata=_doc("layers kept dense"))
+    nm: str | None = field(default=None, metadata=_doc("N:M pattern such as '2:4' (with sparse_init nm)"))
+    skip_step_on_update: bool = field(default=False, metadata=_doc(
+        "no optimizer step on mask-update steps (as RigL's TensorFlow code and A-RigL)"))
     # optimisation
     optimizer: str = field(default="sgd", metadata=_doc("optimizer"))
     lr: float = field(default=0.1, metadata=_doc("base learning rate"))
@@ -161,9 +179,12 @@ def _check_number(cfg: RunConfig, name: str, kind: type, low: float | None = Non
 
 def _validate(cfg: RunConfig) -> None:
     for name in ("dataset", "model", "pipeline", "optimizer", "weight_decay_mode", "lr_schedule",
-                 "adversarial", "input_norm"):
+                 "adversarial", "input_norm", "dense_layers"):
         _check_choice(cfg, name)
-    for name in ("augment", "nesterov", "tf32"):
+    for name in ("sparse_init", "growth"):
+        if getattr(cfg, name) is not None:
+            _check_choice(cfg, name)
+    for name in ("augment", "nesterov", "tf32", "skip_step_on_update"):
         if not isinstance(getattr(cfg, name), bool):
             _fail(name, getattr(cfg, name), "expected true or false")
     _check_number(cfg, "width", float, 0, None, low_open=True)
@@ -180,8 +201,7 @@ def _validate(cfg: RunConfig) -> None:
     for name in ("train_subset", "test_subset"):
         if getattr(cfg, name) is not None:
             _check_number(cfg, name, int, 1)
-    if cfg.pipeline == "dense" and cfg.sparsity != 0:
-        _fail("sparsity", cfg.sparsity, "pipeline 'dense' trains every weight: use sparsity 0 or a sparse pipeline")
+    _validate_sparse(cfg)
     if cfg.nesterov and cfg.momentum == 0:
         _fail("nesterov", cfg.nesterov, "Nesterov momentum needs momentum > 0")
     if len(cfg.lr_milestones) != len(cfg.lr_factors):
@@ -198,3 +218,37 @@ def _validate(cfg: RunConfig) -> None:
         _fail("data_root", None, f"dataset {cfg.dataset!r} needs a data_root folder")
     if cfg.data_root is not None and not Path(cfg.data_root).expanduser().exists():
         _fail("data_root", cfg.data_root, "the path does not exist")
+
+
+def _validate_sparse(cfg: RunConfig) -> None:
+    sparse_knobs = ("sparse_init", "update_every", "drop_fraction", "t_end", "growth", "nm")
+    if cfg.pipeline == "dense":
+        if cfg.sparsity != 0:
+            _fail("sparsity", cfg.sparsity, "pipeline 'dense' trains every weight: use sparsity 0 or a sparse pipeline")
+        for name in sparse_knobs:
+            if getattr(cfg, name) is not None:
+                _fail(name, getattr(cfg, name), "only applies to sparse pipelines; pipeline is 'dense'")
+        return
+    if cfg.sparsity == 0:
+        _fail("sparsity", cfg.sparsity, f"pipeline {cfg.pipeline!r} needs a sparsity in (0, 1)")
+    if cfg.update_every is not None:
+        _check_number(cfg, "update_every", int, 1)
+    if cfg.drop_fraction is not None:
+        _check_number(cfg, "drop_fraction", float, 0, 1, low_open=True, high_open=True)
+    if cfg.t_end is not None:
+        _check_number(cfg, "t_end", float, 0, 1, low_open=True)
+    if cfg.pipeline in ("static", "bsr"):
+        for name in ("update_every", "drop_fraction", "t_end", "growth"):
+            if getattr(cfg, name) is not None:
+                _fail(name, getattr(cfg, name), f"pipeline {cfg.pipeline!r} has no scheduled drop/grow updates")
+    if (cfg.sparse_init == "nm") != (cfg.nm is not None):
+        _fail("nm", cfg.nm, "sparse_init 'nm' and an 'N:M' pattern go together")
+    if cfg.nm is not None:
+        if cfg.pipeline != "static":
+            _fail("nm", cfg.nm, "structured N:M masks are offered with pipeline 'static'")
+        try:
+            n, m = parse_nm(cfg.nm)
+        except ValueError as error:
+            raise ConfigError(f"RunConfig.{error}") from None
+        if abs(cfg.sparsity - (1 - n / m)) > 1e-9:
+            _fail("sparsity", cfg.sparsity, f"N:M {cfg.nm} means sparsity {1 - n / m:g}")

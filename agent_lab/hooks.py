@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .train import Trainer
 
 
@@ -31,6 +33,10 @@ class Callback:
     def after_optimizer_step(self, trainer: "Trainer", batch: "Batch") -> None: ...
 
     def epoch_metrics(self, trainer: "Trainer") -> dict[str, float]:
+        return {}
+
+    def tables(self) -> dict[str, "pd.DataFrame"]:
+        """Extra tables the run store writes as ``<name>.csv`` in the run folder after each epoch."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:

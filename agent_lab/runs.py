@@ -57,7 +57,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
-def write_history(path: Path, history: pd.DataFrame) -> None:
+def write_csv(path: Path, history: pd.DataFrame) -> None:
     _atomic_write(path, lambda h: history.to_csv(h, index=False))
 
 

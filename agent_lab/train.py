@@ -28,7 +28,7 @@ from .hooks import Batch, Callback, Objective
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
 from .runs import (CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, META_FILE, RunResult, environment_info,
-                   load_checkpoint, load_run, run_dir_for, save_checkpoint, write_history, write_json)
+                   load_checkpoint, load_run, run_dir_for, save_checkpoint, write_csv, write_json)
 
 # How often (in steps) the loop checks the running loss for NaN/inf. Checking costs a device sync,
 # so it is not done every step; a diverged run wastes at most this many steps.
@@ -224,7 +224,7 @@ class Trainer:
                 except Diverged as error:
                     self.state.wall_time += time.perf_counter() - start
                     self._append_row({"train_loss": float("nan"), "train_acc": float("nan"), "lr": self.lr},
-                                     epoch=self.state.epoch + 1)
+                                     epoch=self.state.epoch + 1, completed=False)
                     tqdm.write(f"run diverged: {error}")
                     return "diverged"
                 self.state.wall_time += time.perf_counter() - start
@@ -245,14 +245,15 @@ class Trainer:
             bar.close()
         return "completed"
 
-    def _append_row(self, metrics: dict[str, float], epoch: int) -> dict[str, Any]:
+    def _append_row(self, metrics: dict[str, float], epoch: int, completed: bool = True) -> dict[str, Any]:
         row: dict[str, Any] = {"epoch": epoch, "train_loss": metrics["train_loss"], "train_acc": metrics["train_acc"],
                                "test_loss": metrics.get("test_loss", float("nan")),
                                "test_acc": metrics.get("test_acc", float("nan")), "lr": metrics["lr"],
                                "wall_time": self.state.wall_time, "eval_time": self.state.eval_time,
                                "fwd_bwd": self.state.fwd_bwd, "density": 1.0}
-        for callback in self.callbacks:
-            row.update(callback.epoch_metrics(self))
+        if completed:  # a diverged epoch has no meaningful callback metrics
+            for callback in self.callbacks:
+                row.update(callback.epoch_metrics(self))
         self.state.history.append(row)
         return row
 
@@ -260,9 +261,16 @@ class Trainer:
         return pd.DataFrame(self.state.history, columns=None if self.state.history else list(HISTORY_COLUMNS))
 
 
-def build_callbacks(config: RunConfig, model: torch.nn.Module) -> list[Callback]:
-    """Callbacks a config asks for. Dense SGD/Adam training needs none."""
-    return []
+def build_callbacks(config: RunConfig, trainer: "Trainer") -> list[Callback]:
+    """Callbacks a config asks for, attached to the trainer's model and optimizer."""
+    from .sparse import SparsityCallback, build_sparsifier
+
+    callbacks: list[Callback] = []
+    total_steps = config.epochs * len(trainer.train_loader)
+    sparsifier = build_sparsifier(config, trainer.model, trainer.optimizer, total_steps)
+    if sparsifier is not None:
+        callbacks.append(SparsityCallback(sparsifier))
+    return callbacks
 
 
 def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
@@ -280,7 +288,8 @@ def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
         torch.backends.cudnn.benchmark = True
     seed_everything(config.seed)
     model = build_model_for(config, data_info)
-    trainer = Trainer(config, model, train_loader, test_loader, device, callbacks=build_callbacks(config, model))
+    trainer = Trainer(config, model, train_loader, test_loader, device)
+    trainer.callbacks.extend(build_callbacks(config, trainer))
     return trainer, data_info
 
 
@@ -320,11 +329,14 @@ def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resum
         checkpoint = trainer.checkpoint()
         checkpoint["data_info"] = data_info
         save_checkpoint(checkpoint_path, checkpoint)
-        write_history(run_dir / HISTORY_FILE, trainer.history())
+        write_csv(run_dir / HISTORY_FILE, trainer.history())
+        for callback in trainer.callbacks:
+            for name, table in callback.tables().items():
+                write_csv(run_dir / f"{name}.csv", table)
 
     status = trainer.run(on_epoch_end=save, progress=progress, stop_after_epoch=stop_after_epoch)
     history = trainer.history()
-    write_history(run_dir / HISTORY_FILE, history)
+    write_csv(run_dir / HISTORY_FILE, history)
     meta.update(status=status, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
                 eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd)
     write_json(run_dir / META_FILE, meta)

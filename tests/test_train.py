@@ -77,7 +77,7 @@ class InterruptOnce(Callback):
 
 def test_ctrl_c_mid_epoch_resumes_from_the_last_checkpoint_exactly(tiny_config, tmp_path, monkeypatch):
     straight = train(tiny_config, out=tmp_path / "a", progress=False)
-    monkeypatch.setattr(train_module, "build_callbacks", lambda config, model: [InterruptOnce()])
+    monkeypatch.setattr(train_module, "build_callbacks", lambda config, trainer: [InterruptOnce()])
     stopped = train(tiny_config, out=tmp_path / "b", progress=False)
     assert stopped.status == "interrupted" and len(stopped.history) == 1
     resumed = train(tiny_config, out=tmp_path / "b", progress=False)

@@ -1,0 +1,253 @@
+"""Sparse training that rides on the optimizer's own step hooks.
+
+A :class:`Sparsifier` registers a pre-step and a post-step hook on a torch optimizer, so any training
+loop that calls ``optimizer.step()`` trains sparsely with no other call:
+
+* pre-step: remember what the next mask update needs (only on update steps), then zero the
+  gradient at masked positions;
+* post-step: zero masked weights and their per-element optimizer state, count the step, and on
+  update steps change the masks (:class:`DynamicSparsity`).
+
+``Sparsifier`` alone is static sparse training. ``DynamicSparsity`` adds drop-and-grow updates: SET
+(``random``), RigL (``gradient``), ITOP's ``random-unfired`` and ``optimizer-gradient`` (growth
+scored by the gradient the optimizer actually uses, after a gradient corrector).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .distributions import layer_counts, random_masks
+from .masks import MaskState, maskable_parameters
+from .optimizer_state import mask_optimizer_state_, per_element_state_names
+from .schedules import UpdateSchedule
+from .scorers import drop_by_magnitude, gradient_scores, grow, random_scores, unfired_scores
+
+GROWTH_MODES = ("random", "gradient", "random-unfired", "optimizer-gradient")
+
+
+class Sparsifier:
+    """Keep the Conv2d/Linear weights of ``model`` sparse under ``optimizer`` (static masks).
+
+    Masks are drawn at random with :func:`layer_counts` per-layer counts from a private CPU
+    generator seeded by ``seed``, unless ``masks`` are given (then ``sparsity`` may be omitted).
+    With ``skip_step_on_update`` the optimizer step of a mask-update step is skipped (every
+    ``.grad`` is set to None before it), as RigL does. Raises ``UnknownOptimizerStateError`` for an
+    optimizer whose per-element state is not registered.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, sparsity: float | None = None,
+                 distribution: str = "erk", dense_layers: str = "none", seed: int = 0,
+                 masks: MaskState | None = None, erk_power_scale: float = 1.0,
+                 skip_step_on_update: bool = False) -> None:
+        per_element_state_names(optimizer)
+        self.optimizer = optimizer
+        self.params = maskable_parameters(model, dense_layers)
+        if not self.params:
+            raise ValueError(f"model: it has no Conv2d/Linear weight left to sparsify (dense_layers={dense_layers!r})")
+        optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        missing = [name for name, p in self.params.items() if id(p) not in optimized]
+        if missing:
+            raise ValueError(f"optimizer: it does not update the maskable weights {missing}; build it over the "
+                             f"same model's parameters")
+        self.skip_step_on_update = bool(skip_step_on_update)
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(seed)
+        shapes = {name: p.shape for name, p in self.params.items()}
+        if masks is None:
+            if sparsity is None:
+                raise ValueError("sparsity: required unless masks are given")
+            counts = layer_counts(shapes, sparsity, distribution, erk_power_scale)
+            masks = MaskState(random_masks(shapes, counts, self.generator))
+        else:
+            self._check_given_masks(masks, shapes, sparsity)
+        for name, p in self.params.items():
+            masks.masks[name] = masks.masks[name].to(p.device)
+            masks.union[name] = masks.union[name].to(p.device)
+        self.masks = masks
+        self.counts = {name: int(masks[name].sum()) for name in self.params}
+        self.step = 0
+        self._scores: dict[str, torch.Tensor] | None = None
+        self._recorded: dict[str, torch.Tensor] | None = None
+        self._enforce()
+        self._handles = [optimizer.register_step_pre_hook(self._before_step),
+                         optimizer.register_step_post_hook(self._after_step)]
+
+    def _check_given_masks(self, masks: MaskState, shapes: Mapping[str, torch.Size], sparsity: float | None) -> None:
+        if not isinstance(masks, MaskState):
+            raise TypeError(f"masks: expected a MaskState, got {type(masks).__name__}")
+        if set(masks.masks) != set(shapes):
+            raise ValueError(f"masks: names {sorted(masks.masks)} differ from the maskable weights {sorted(shapes)}")
+        for name, shape in shapes.items():
+            if masks[name].shape != shape:
+                raise ValueError(f"masks[{name!r}]: shape {tuple(masks[name].shape)} differs from the weight's {tuple(shape)}")
+        if sparsity is not None:
+            expected = sum(layer_counts(shapes, sparsity, "uniform").values())
+            if abs(masks.nnz() - expected) > len(shapes):
+                raise ValueError(f"sparsity: {sparsity} disagrees with the given masks (density "
+                                 f"{masks.density():.6f}); pass sparsity=None to use the masks as they are")
+
+    # --- hooks --------------------------------------------------------------------------------
+
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        if len(args) > 1 or kwargs.get("closure") is not None:  # args[0] is the optimizer
+            raise RuntimeError("optimizer.step(closure) is not supported under a Sparsifier: the closure computes "
+                               "gradients after the gradient mask is applied; call step() without a closure")
+        updating = self._update_due(self.step + 1)
+        if updating:
+            self._stash_for_update()
+        if updating and self.skip_step_on_update:
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None
+            return
+        with torch.no_grad():
+            for name, p in self.params.items():
+                if p.grad is not None:
+                    p.grad.mul_(self.masks[name])
+
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        try:
+            self._enforce()
+            self.step += 1
+            if self._update_due(self.step):
+                self.update_masks()
+        finally:
+            self._scores = None
+            self._recorded = None
+
+    @torch.no_grad()
+    def _enforce(self) -> None:
+        """Zero every masked weight and its per-element optimizer state."""
+        self.masks.apply_(self.params)
+        for name, p in self.params.items():
+            mask_optimizer_state_(self.optimizer, p, self.masks[name])
+
+    # --- what subclasses override -------------------------------------------------------------
+
+    def _update_due(self, step: int) -> bool:
+        """Whether the masks change once ``step`` optimizer steps are complete (static: never)."""
+        return False
+
+    def _stash_for_update(self) -> None:
+        """Keep what the coming update needs from the gradients (called before they are masked)."""
+
+    def update_masks(self) -> None:
+        """Change the masks (static masks: nothing to do)."""
+
+    # --- public -------------------------------------------------------------------------------
+
+    def record_dense_gradients(self, grads: Mapping[str, torch.Tensor]) -> None:
+        """Hand over the raw dense gradients of this batch (``{weight name: grad}``) for growth scores.
+
+        For a gradient corrector that rewrites ``.grad`` before ``optimizer.step()``: ``gradient``
+        growth then scores these instead of the ``.grad`` seen at the step. Only kept when the
+        coming step updates the masks, so calling it on every step costs nothing otherwise.
+        """
+        if not self._update_due(self.step + 1):
+            return
+        missing = [name for name in self.params if name not in grads]
+        if missing:
+            raise ValueError(f"grads: missing the maskable weights {missing}")
+        for name, p in self.params.items():
+            if grads[name].shape != p.shape:
+                raise ValueError(f"grads[{name!r}]: shape {tuple(grads[name].shape)} differs from the weight's "
+                                 f"{tuple(p.shape)}")
+        self._recorded = {name: gradient_scores(grads[name]) for name in self.params}
+
+    def metrics(self) -> dict[str, float]:
+        return {"density": self.masks.density(), "itop_rate": self.masks.itop_rate(),
+                "mask_change": self.masks.last_change}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"masks": self.masks.state_dict(), "step": self.step, "generator": self.generator.get_state(),
+                "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        counts = dict(state["counts"])
+        if counts != self.counts:
+            raise ValueError(f"state: its per-layer counts {counts} differ from this sparsifier's {self.counts}")
+        self.masks.load_state_dict(state["masks"])
+        self.step = int(state["step"])
+        self.generator.set_state(state["generator"])
+        self._enforce()
+
+    def remove(self) -> None:
+        """Unregister the optimizer hooks; masks stop being enforced."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+class DynamicSparsity(Sparsifier):
+    """Drop-and-grow sparse training: SET, RigL, ITOP and the optimizer-gradient variant.
+
+    At every update step of ``schedule`` each layer drops ``round(fraction * nnz)`` connections of
+    smallest magnitude and grows as many by ``growth`` score, so per-layer counts never change.
+    Newly grown weights and their optimizer state start at exactly 0. Unless ``allow_regrow``, a
+    weight dropped by an update cannot be grown back by the same update; if it is (allowed), it
+    simply stays connected with its value and state.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, schedule: UpdateSchedule,
+                 growth: str, sparsity: float | None = None, allow_regrow: bool = False,
+                 distribution: str = "erk", dense_layers: str = "none", seed: int = 0,
+                 masks: MaskState | None = None, erk_power_scale: float = 1.0,
+                 skip_step_on_update: bool = False) -> None:
+        if not isinstance(schedule, UpdateSchedule):
+            raise TypeError(f"schedule: expected an UpdateSchedule, got {type(schedule).__name__}")
+        if growth not in GROWTH_MODES:
+            raise ValueError(f"growth: {growth!r} is invalid; valid choices: {', '.join(GROWTH_MODES)}")
+        self.schedule = schedule
+        self.growth = growth
+        self.allow_regrow = bool(allow_regrow)
+        super().__init__(model, optimizer, sparsity=sparsity, distribution=distribution, dense_layers=dense_layers,
+                         seed=seed, masks=masks, erk_power_scale=erk_power_scale,
+                         skip_step_on_update=skip_step_on_update)
+
+    def _update_due(self, step: int) -> bool:
+        return self.schedule.is_update_step(step)
+
+    def _stash_for_update(self) -> None:
+        if self.growth == "gradient" and self._recorded is not None:
+            self._scores = self._recorded
+        elif self.growth in ("gradient", "optimizer-gradient"):
+            # A layer without a gradient scores 0 everywhere and grows at its lowest free indices.
+            self._scores = {name: gradient_scores(p.grad) if p.grad is not None else torch.zeros_like(p)
+                            for name, p in self.params.items()}
+
+    def _growth_scores(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        if self.growth == "random":
+            return random_scores(weight.shape, self.generator)
+        if self.growth == "random-unfired":
+            return unfired_scores(self.masks.union[name], self.generator)
+        if self._scores is None:
+            raise RuntimeError(f"growth {self.growth!r} scores the gradients of an update step; update_masks() "
+                               f"runs from the optimizer step hook and cannot be called on its own")
+        return self._scores[name]
+
+    @torch.no_grad()
+    def update_masks(self) -> None:
+        fraction = self.schedule.fraction(self.step)
+        connected = self.masks.nnz()
+        replaced = 0
+        for name, weight in self.params.items():
+            old = self.masks[name]
+            nnz = int(old.sum())
+            n = round(fraction * nnz)
+            if not self.allow_regrow:
+                n = min(n, old.numel() - nnz)  # only never-dropped free positions can grow
+            if n == 0:
+                continue
+            kept = drop_by_magnitude(weight, old, n)
+            new, grown = grow(self._growth_scores(name, weight), kept, n,
+                              forbidden=None if self.allow_regrow else old & ~kept)
+            fresh = grown & ~old
+            weight.mul_(new).masked_fill_(fresh, 0.0)
+            mask_optimizer_state_(self.optimizer, weight, new & ~fresh)
+            self.masks.set(name, new)
+            replaced += int(fresh.sum())
+        self.masks.updates += 1
+        self.masks.last_change = replaced / max(connected, 1)
