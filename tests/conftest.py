@@ -1,5 +1,19 @@
-import pytest
-import torch
+import os
+
+# Parallel test workers (pytest-xdist) each running multi-threaded torch on the same cores spend
+# most of their time in OpenMP spin-waits; give every worker (and the notebook kernels it starts,
+# which inherit the environment) an equal share of the cores instead.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    _share = str(max(1, (os.cpu_count() or 1) // _workers))
+    os.environ["OMP_NUM_THREADS"] = _share
+    os.environ["MKL_NUM_THREADS"] = _share
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if _workers > 1:
+    torch.set_num_threads(int(_share))
 
 from agent_lab import RunConfig
 
@@ -14,9 +28,8 @@ def tiny_config() -> RunConfig:
 
 
 @pytest.fixture(autouse=True)
-def _single_thread_determinism():
-    # Exact-equality tests compare runs in one process; fixing the thread count keeps CPU kernels'
-    # reduction order the same across the compared runs.
+def _restore_thread_count():
+    # Some tests pin the thread count; every test starts from the session's count.
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)

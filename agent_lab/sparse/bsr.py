@@ -182,6 +182,9 @@ class BSRRewiring(Sparsifier):
         if masks is not None and initial_densities is not None:
             raise ValueError("initial_densities: give either initial_densities or masks, not both")
         if initial_densities is None:
+            if distribution not in DISTRIBUTIONS:
+                raise ValueError(f"distribution: {distribution!r} is invalid for BSR rewiring; valid choices: "
+                                 f"{', '.join(DISTRIBUTIONS)} (or initial_densities='bsr-vgg16' or a dict)")
             initial_densities = distribution
         if isinstance(initial_densities, str) and initial_densities not in DISTRIBUTIONS + DENSITY_TABLES:
             raise ValueError(f"initial_densities: {initial_densities!r} is invalid; valid choices: "
@@ -221,10 +224,6 @@ class BSRRewiring(Sparsifier):
         self.generator.set_state(generator.get_state())
         self.target = int(target)
         self.positive = {name: positive[name].to(p.device) for name, p in self.params.items()}
-        self._groups = {}
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                self._groups[id(p)] = group
         self.last_disconnected = 0
         self.last_reconnected = 0
         with torch.no_grad():
@@ -334,14 +333,20 @@ class BSRRewiring(Sparsifier):
             return lr * self.noise_scale
         return math.sqrt(2.0 * lr * self.noise_scale)
 
+    def _learning_rates(self) -> dict[int, float]:
+        """The current lr of every parameter, read from the live param groups (schedulers change
+        them; ``optimizer.load_state_dict`` replaces the group dicts, so they are never cached)."""
+        return {id(p): float(group["lr"]) for group in self.optimizer.param_groups for p in group["params"]}
+
     @torch.no_grad()
     def update_masks(self) -> None:
         kept: dict[str, torch.Tensor] = {}
         disconnected = 0
+        learning_rates = self._learning_rates()
         for name, w in self.params.items():
             mask = self.masks[name]
             positive = self.positive[name]
-            lr = float(self._groups[id(w)]["lr"])
+            lr = learning_rates[id(w)]
             std = self._noise_std(lr)
             theta = torch.where(positive, w, -w)
             nnz = int(mask.sum())
