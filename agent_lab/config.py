@@ -241,6 +241,8 @@ def _validate_sparse(cfg: RunConfig) -> None:
         for name in ("update_every", "drop_fraction", "t_end", "growth"):
             if getattr(cfg, name) is not None:
                 _fail(name, getattr(cfg, name), f"pipeline {cfg.pipeline!r} has no scheduled drop/grow updates")
+    if cfg.sparse_init == "bsr-vgg16" and (cfg.pipeline != "bsr" or cfg.model != "vgg16"):
+        _fail("sparse_init", cfg.sparse_init, "BSR-Net's VGG-16 density table needs pipeline 'bsr' and model 'vgg16'")
     if (cfg.sparse_init == "nm") != (cfg.nm is not None):
         _fail("nm", cfg.nm, "sparse_init 'nm' and an 'N:M' pattern go together")
     if cfg.nm is not None:

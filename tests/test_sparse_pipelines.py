@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from agent_lab import ConfigError, RunConfig, train
+from agent_lab.models import build_model
 from agent_lab.runs import CHECKPOINT_FILE
 from agent_lab.sparse import SPARSE_PIPELINES, layer_counts, maskable_parameters
 from agent_lab.train import prepare
@@ -22,8 +23,8 @@ def sparse_config(pipeline: str, sparsity: float, **changes) -> RunConfig:
 
 
 def expected_nnz(config: RunConfig) -> tuple[int, int]:
-    trainer, _ = prepare(config.replace(pipeline="dense", sparsity=0.0, update_every=None))
-    shapes = {name: p.shape for name, p in maskable_parameters(trainer.model).items()}
+    model = build_model(config.model, 10, width=config.width)
+    shapes = {name: p.shape for name, p in maskable_parameters(model).items()}
     counts = layer_counts(shapes, config.sparsity, "erk")
     return sum(counts.values()), sum(s.numel() for s in shapes.values())
 
@@ -92,6 +93,7 @@ def test_structured_two_four_masks_train(tmp_path):
     ({"pipeline": "static", "sparsity": 0.5, "nm": "2:4"}, "nm"),
     ({"pipeline": "rigl", "sparsity": 0.9, "dense_layers": "middle"}, "dense_layers"),
     ({"update_every": 10}, "update_every"),
+    ({"pipeline": "rigl", "sparsity": 0.9, "sparse_init": "bsr-vgg16"}, "sparse_init"),
 ])
 def test_bad_sparse_settings_are_refused(changes, field):
     with pytest.raises(ConfigError, match=f"^RunConfig.{field}:"):
@@ -104,3 +106,23 @@ def test_dense_layer_policy_keeps_first_and_last_layers_dense(tmp_path):
     (callback,) = trainer.callbacks
     names = list(maskable_parameters(trainer.model))
     assert names[0] not in callback.sparsifier.masks.masks and names[-1] not in callback.sparsifier.masks.masks
+
+
+def test_bsr_with_its_vgg16_density_table_keeps_the_global_count(tmp_path):
+    config = sparse_config("bsr", 0.9, sparse_init="bsr-vgg16", epochs=1, weight_decay_mode="decoupled",
+                           input_norm="none")
+    result = train(config, out=tmp_path, progress=False)
+    nnz, numel = expected_nnz(config)
+    assert result.status == "completed" and result.final["density"] == nnz / numel
+
+
+def test_cli_takes_the_sparse_flags(tmp_path, capsys):
+    from agent_lab.cli import main
+
+    assert main(["train", "--dataset", "synthetic", "--width", "0.125", "--epochs", "1", "--pipeline", "rigl",
+                 "--sparsity", "0.9", "--update_every", "2", "--growth", "random-unfired", "--out", str(tmp_path),
+                 "--quiet", "--device", "cpu"]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    history = pd.read_csv(run_dir / "history.csv")
+    assert {"density", "itop_rate", "mask_change"} <= set(history.columns)
+    assert history["mask_change"].iloc[-1] > 0

@@ -7,7 +7,7 @@
 | rigl | ERK | 100 steps | 0.3, cosine to 0 | 75% | |dense gradient| (Evci et al. 2020) |
 | set-itop | ERK | 1500 steps | 0.5, cosine to 0.005 | 100% | random (Liu et al. 2021) |
 | rigl-itop | ERK | 4000 steps | 0.5, cosine to 0.005 | 100% | |dense gradient| (Liu et al. 2021) |
-| bsr | BSR-Net rewiring every step, global count kept (Özdenizci & Legenstein 2021) |
+| bsr | ERK (or BSR-Net's VGG-16 table: sparse_init bsr-vgg16); rewiring after every step, global count kept (Özdenizci & Legenstein 2021) |
 
 Every default can be overridden through the RunConfig fields ``sparse_init``, ``update_every``,
 ``drop_fraction``, ``t_end`` and ``growth``.
@@ -22,7 +22,7 @@ from .masks import MaskState, maskable_parameters
 
 SPARSE_PIPELINES = ("static", "set", "rigl", "set-itop", "rigl-itop", "bsr")
 GROWTH_CHOICES = ("random", "gradient", "random-unfired", "optimizer-gradient")
-SPARSE_INIT_CHOICES = ("erk", "uniform", "nm")
+SPARSE_INIT_CHOICES = ("erk", "uniform", "nm", "bsr-vgg16")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def build_sparsifier(config, model: torch.nn.Module, optimizer: torch.optim.Opti
     if config.pipeline == "bsr":
         from .bsr import BSRRewiring
 
-        return BSRRewiring(model, optimizer, distribution=settings.sparse_init, **common)
+        return BSRRewiring(model, optimizer, initial_densities=settings.sparse_init, **common)
     if settings.sparse_init == "nm":
         n, m = parse_nm(config.nm)
         params = maskable_parameters(model, config.dense_layers)
