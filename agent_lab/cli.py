@@ -77,7 +77,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
     result = run_quickstart(out=args.out, figures=args.figures, epochs=args.epochs, progress=not args.quiet)
     print(result.table.to_string(index=False))
-    print(f"\nfigure: {', '.join(str(p) for p in result.figure_paths)}\nrun folder: {result.run.run_dir}")
+    print(f"\nfigures and table: {', '.join(str(p) for p in result.figure_paths)}")
+    for label, run in result.runs.items():
+        print(f"{label} run folder: {run.run_dir}")
     return 0
 
 
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
 
-    quick = sub.add_parser("quickstart", help="a short real training on the bundled CIFAR-10 subset (CPU, minutes)")
+    quick = sub.add_parser("quickstart", help="SGD vs AGENT on a 90%-sparse VGG-16, bundled CIFAR-10 subset (CPU, minutes)")
     quick.add_argument("--out", default="runs/quickstart", help="folder that holds the run folder")
     quick.add_argument("--figures", default="figures", help="folder for the figure (PNG and PDF)")
     quick.add_argument("--epochs", type=int, default=None, help="override the number of epochs")

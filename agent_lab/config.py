@@ -27,7 +27,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sparse_init": SPARSE_INIT_CHOICES,
     "growth": GROWTH_CHOICES,
     "dense_layers": DENSE_LAYER_POLICIES,
-    "optimizer": ("sgd", "adam"),
+    "optimizer": ("sgd", "adam", "svrg", "agent", "fixed-c", "no-gamma", "mvr", "agent-mvr", "reduce-lr"),
+    "coef_rule": ("agent", "svrg", "fixed-c", "no-gamma", "ramp"),
     "weight_decay_mode": ("coupled", "decoupled"),
     "lr_schedule": ("constant", "step", "cosine"),
     "adversarial": ("none",),
@@ -95,6 +96,17 @@ class RunConfig:
     weight_decay: float = field(default=5e-4, metadata=_doc("weight decay"))
     weight_decay_mode: str = field(default="coupled", metadata=_doc(
         "coupled: L2 term added to the gradient; decoupled: w <- w(1 - wd*lr_t/lr) before the step"))
+    # gradient correction (AGENT and its baselines)
+    coef_rule: str | None = field(default=None, metadata=_doc(
+        "coefficient rule of the correction (default: the optimizer's own; ramp = the published A-BSR-Net schedule)"))
+    gamma: float = field(default=0.1, metadata=_doc("AGENT scaling parameter: applied c = gamma * c_hat"))
+    alpha: float = field(default=0.3, metadata=_doc("AGENT smoothing: c_hat <- (1-alpha) c_hat + alpha c_hat*"))
+    c0: float = field(default=0.1, metadata=_doc("initial c_hat"))
+    fixed_c: float = field(default=0.1, metadata=_doc("the applied coefficient of optimizer fixed-c"))
+    refresh_every: int | None = field(default=None, metadata=_doc(
+        "optimizer steps between snapshot/full-gradient refreshes (default: one epoch)"))
+    mvr_a: float = field(default=0.1, metadata=_doc("MVR/STORM momentum parameter a"))
+    reduce_lr_factor: float = field(default=0.1, metadata=_doc("optimizer reduce-lr: lr multiplier"))
     epochs: int = field(default=200, metadata=_doc("training epochs"))
     batch_size: int = field(default=128, metadata=_doc("training batch size"))
     eval_batch_size: int = field(default=1000, metadata=_doc("evaluation batch size"))
@@ -181,7 +193,7 @@ def _validate(cfg: RunConfig) -> None:
     for name in ("dataset", "model", "pipeline", "optimizer", "weight_decay_mode", "lr_schedule",
                  "adversarial", "input_norm", "dense_layers"):
         _check_choice(cfg, name)
-    for name in ("sparse_init", "growth"):
+    for name in ("sparse_init", "growth", "coef_rule"):
         if getattr(cfg, name) is not None:
             _check_choice(cfg, name)
     for name in ("augment", "nesterov", "tf32", "skip_step_on_update"):
@@ -202,6 +214,7 @@ def _validate(cfg: RunConfig) -> None:
         if getattr(cfg, name) is not None:
             _check_number(cfg, name, int, 1)
     _validate_sparse(cfg)
+    _validate_correction(cfg)
     if cfg.nesterov and cfg.momentum == 0:
         _fail("nesterov", cfg.nesterov, "Nesterov momentum needs momentum > 0")
     if len(cfg.lr_milestones) != len(cfg.lr_factors):
@@ -254,3 +267,23 @@ def _validate_sparse(cfg: RunConfig) -> None:
             raise ConfigError(f"RunConfig.{error}") from None
         if abs(cfg.sparsity - (1 - n / m)) > 1e-9:
             _fail("sparsity", cfg.sparsity, f"N:M {cfg.nm} means sparsity {1 - n / m:g}")
+
+
+# Optimizers that correct the gradient with a snapshot (AGENT family) and their default rule.
+CORRECTOR_RULES = {"svrg": "svrg", "agent": "agent", "fixed-c": "fixed-c", "no-gamma": "no-gamma",
+                   "agent-mvr": "agent", "reduce-lr": "no-gamma"}
+
+
+def _validate_correction(cfg: RunConfig) -> None:
+    if cfg.coef_rule is not None and cfg.optimizer not in CORRECTOR_RULES:
+        _fail("coef_rule", cfg.coef_rule, f"only applies to the correcting optimizers ({', '.join(CORRECTOR_RULES)})")
+    _check_number(cfg, "gamma", float, 0, 1, low_open=True)
+    _check_number(cfg, "alpha", float, 0, 1, low_open=True)
+    _check_number(cfg, "c0", float, 0, 1)
+    _check_number(cfg, "fixed_c", float, 0, 1)
+    _check_number(cfg, "mvr_a", float, 0, 1, low_open=True)
+    _check_number(cfg, "reduce_lr_factor", float, 0, 1, low_open=True)
+    if cfg.refresh_every is not None:
+        _check_number(cfg, "refresh_every", int, 1)
+    if cfg.optimizer in ("mvr", "agent-mvr") and cfg.momentum != 0:
+        _fail("momentum", cfg.momentum, f"optimizer {cfg.optimizer!r} is its own momentum: set momentum 0")

@@ -263,11 +263,15 @@ class Trainer:
 
 def build_callbacks(config: RunConfig, trainer: "Trainer") -> list[Callback]:
     """Callbacks a config asks for, attached to the trainer's model and optimizer."""
+    from .optim.correction import build_correction
     from .sparse import SparsityCallback, build_sparsifier
 
     callbacks: list[Callback] = []
     total_steps = config.epochs * len(trainer.train_loader)
     sparsifier = build_sparsifier(config, trainer.model, trainer.optimizer, total_steps)
+    correction = build_correction(config, trainer, sparsifier)
+    if correction is not None:  # rewrites the gradient before the sparsifier's hook masks it
+        callbacks.append(correction)
     if sparsifier is not None:
         callbacks.append(SparsityCallback(sparsifier))
     return callbacks

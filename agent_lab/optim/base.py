@@ -1,4 +1,7 @@
-"""Base optimizers: SGD (momentum, Nesterov; coupled or decoupled weight decay) and Adam."""
+"""Base optimizers: SGD (momentum, Nesterov; coupled or decoupled weight decay) and Adam.
+
+The gradient-correcting optimizers (AGENT family, MVR) and reduce-lr step with SGD.
+"""
 from __future__ import annotations
 
 from typing import Iterable
@@ -38,15 +41,16 @@ def build_optimizer(config: RunConfig, params: Iterable[torch.nn.Parameter]) -> 
     """The base optimizer named by ``config.optimizer`` with the config's lr, momentum and decay."""
     params = list(params)
     decoupled = config.weight_decay_mode == "decoupled"
-    if config.optimizer == "sgd":
+    if config.optimizer != "adam":
+        # Every other optimizer steps with SGD: the correcting ones (AGENT family, MVR) rewrite the
+        # gradient before the step; reduce-lr runs at a fraction of the lr (paper Table 8).
+        lr = config.lr * (config.reduce_lr_factor if config.optimizer == "reduce-lr" else 1.0)
         if decoupled:
-            return SGDW(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+            return SGDW(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
                         weight_decay=config.weight_decay)
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
                                weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        betas = (config.momentum, 0.999)
-        if decoupled:
-            return torch.optim.AdamW(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
-        return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
-    raise ValueError(f"RunConfig.optimizer: {config.optimizer!r} has no base optimizer; valid choices: sgd, adam")
+    betas = (config.momentum, 0.999)
+    if decoupled:
+        return torch.optim.AdamW(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)

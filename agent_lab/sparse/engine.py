@@ -71,6 +71,7 @@ class Sparsifier:
         self.step = 0
         self._scores: dict[str, torch.Tensor] | None = None
         self._recorded: dict[str, torch.Tensor] | None = None
+        self._followers: list[Any] = []
         self._enforce()
         self._handles = [optimizer.register_step_pre_hook(self._before_step),
                          optimizer.register_step_post_hook(self._after_step)]
@@ -92,7 +93,8 @@ class Sparsifier:
     # --- hooks --------------------------------------------------------------------------------
 
     def _before_step(self, optimizer, args, kwargs) -> None:
-        if len(args) > 1 or kwargs.get("closure") is not None:  # args[0] is the optimizer
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0] is the optimizer
+        if closure is not None:
             raise RuntimeError("optimizer.step(closure) is not supported under a Sparsifier: the closure computes "
                                "gradients after the gradient mask is applied; call step() without a closure")
         updating = self._update_due(self.step + 1)
@@ -112,11 +114,34 @@ class Sparsifier:
         try:
             self._enforce()
             self.step += 1
+            updates = self.masks.updates
             if self._update_due(self.step):
                 self.update_masks()
+            if self.masks.updates != updates:
+                self.notify_followers()
         finally:
             self._scores = None
             self._recorded = None
+
+    def follow(self, holder: Any) -> None:
+        """Keep ``holder``'s per-element state in line with the masks.
+
+        ``holder.mask_state_(name, keep)`` is called for every masked weight now and after every
+        mask update (a gradient corrector's snapshot gradient, MVR's running estimate, ...): state
+        outside the mask is zeroed there, and positions grown later start from zero state.
+        """
+        self._followers.append(holder)
+        for name in self.params:
+            holder.mask_state_(name, self.masks[name])
+
+    def notify_followers(self) -> None:
+        for holder in self._followers:
+            for name in self.params:
+                holder.mask_state_(name, self.masks[name])
+
+    def will_update(self) -> bool:
+        """Whether the coming optimizer step ends with a mask update."""
+        return self._update_due(self.step + 1)
 
     @torch.no_grad()
     def _enforce(self) -> None:

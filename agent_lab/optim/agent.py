@@ -1,0 +1,499 @@
+"""AGENT: adaptive gradient correction (Algorithm 1, Eq. 2-4 of "Balance is Essence").
+
+:class:`GradientCorrector` works with any ``nn.Module`` and any torch optimizer, in the user's own
+training loop::
+
+    corrector = GradientCorrector(model, rule="agent", gamma=0.1, alpha=0.3, c0=0.1)
+    for epoch in range(epochs):
+        corrector.refresh(full_pass_batches, loss_fn)      # snapshot, full gradient, c-hat
+        for x, y in train_batches:
+            optimizer.zero_grad()
+            loss_fn(model, x, y).backward()
+            corrector.correct_(x, y, loss_fn)                  # p.grad <- g - c*g_old + c*g_tilde
+            optimizer.step()
+
+``loss_fn(model, x, y)`` returns the batch's mean loss as a scalar tensor. It is called with the
+live model (training gradient, refresh pass) and with the snapshot model (old gradient, ĉ* pass).
+
+Semantics
+---------
+* **Refresh** (every ``m`` steps, normally once per epoch; the caller decides when). One pass over
+  ``batches`` (each batch once). For every batch: the mean loss at the current θ with its gradient
+  (``torch.autograd.grad`` into private buffers, never into the live ``.grad``), accumulated as
+  ``g̃ = Σ_b n_b ∇L_b / Σ_b n_b``; and, when a previous snapshot θ̃ exists, the mean loss at θ̃
+  (forward only). Then ``ĉ* = Cov(L_cur, L_old) / Var(L_old)`` with sample (ddof=1) statistics in
+  float64 over the per-batch losses (Eq. 4), ``ĉ ← (1-α)ĉ + αĉ*``, then ``θ̃ ← θ`` (parameters and
+  buffers) and ``g̃`` replaced. ĉ* is undefined (reported as NaN, ĉ left unchanged) at the first
+  refresh, with fewer than two batches, when ``Var(L_old) == 0``, or when the losses are not
+  finite. There is no clipping of ĉ* (none in the paper nor in the authors' code).
+* **Applied coefficient** ``c`` (rules of :data:`COEFFICIENT_RULES`):
+  ``agent``: γ·ĉ (Algorithm 1); ``svrg``: 1; ``fixed-c``: ``fixed_c`` -- the paper's ablation
+  "Fixed c_t" sets c_t = 0.1, read here as the *applied* coefficient (no extra γ factor);
+  ``no-gamma``: ĉ (γ = 1); ``ramp``: γ·(1 - (1-α)^e) with e the number of refreshes done after the
+  first. ``ramp`` is what the official A-BSR-Net code applies: it starts from ĉ = 0 with no update
+  at the first epoch, and it re-copies the snapshot just before estimating ĉ*, so ĉ* ≡ 1 and the
+  EMA gives ĉ_e = 1 - (1-α)^e; c is therefore 0 until the second refresh. ``ramp`` ignores ``c0``
+  and ĉ*; ĉ and ĉ* are still estimated for every rule (and logged), so every rule pays the same
+  forward-only ĉ* pass.
+  Before the first refresh there is no snapshot: ``c`` is 0 and :meth:`correct_` is a no-op.
+* **Correction** (:meth:`correct_`, after ``loss.backward()`` and before ``optimizer.step()``):
+  the old gradient on the *same* inputs at θ̃, then ``p.grad ← p.grad - c·g_old + c·g̃`` in place
+  (Eq. 2) at the positions that are correctable (see :meth:`mask_state_`). When ``c == 0`` the
+  snapshot pass is skipped entirely and 0 passes are reported.
+* **Isolation.** Auxiliary passes run in the live model's current train/eval mode (module by
+  module: in training, BN uses batch statistics, as the training gradient does) but leave behind
+  neither the live model's buffers (BN running statistics), nor its modes, nor its ``.grad``, nor
+  the global RNG states (torch CPU and, when initialised, CUDA; Python ``random``; NumPy). The
+  snapshot's buffers are restored after every pass, so they stay those of θ̃. Randomness drawn by
+  the ``batches`` iterator inside :meth:`refresh` is rolled back too, so a loader that shuffles
+  or augments from the global RNG repeats those draws in the training stream afterwards: give
+  :meth:`refresh` a loader with its own generator (or none). Within a refresh the snapshot's
+  forward for a batch replays the RNG state of the live forward for that batch, so stochastic
+  layers (dropout) use the same masks for L_cur and L_old. In :meth:`correct_` pass
+  ``rng_state=capture_rng_state()`` taken just before the training forward to give the snapshot
+  the training pass's dropout masks; without it the snapshot pass draws from the current state
+  (then rolled back).
+* **Cost.** ``refresh`` reports ``fwd_bwd = N + N`` (N = examples) when a snapshot existed, else
+  ``N``: the forward-only ĉ* pass is counted as a whole pass (an over-count). ``correct_`` returns
+  the batch size (one forward+backward per example at θ̃), or 0 when skipped.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import numbers
+import random
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["COEFFICIENT_RULES", "GradientCorrector", "capture_rng_state", "restore_rng_state"]
+
+COEFFICIENT_RULES = ("agent", "svrg", "fixed-c", "no-gamma", "ramp")
+
+LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# RNG and module-state preservation
+# --------------------------------------------------------------------------------------------
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global RNG states: torch CPU, CUDA (when initialised), Python ``random``, NumPy."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back states taken by :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def _rng_preserved() -> Iterator[None]:
+    state = capture_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(state)
+
+
+def _set_buffer(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    owner._buffers[leaf] = tensor
+
+
+@contextlib.contextmanager
+def _module_preserved(module: nn.Module, *, grads: bool = True) -> Iterator[None]:
+    """Restore ``module``'s buffers (values and objects), train/eval flags and ``.grad`` on exit."""
+    modes = [(m, m.training) for m in module.modules()]
+    buffers = [(name, b, b.detach().clone()) for name, b in module.named_buffers()]
+    params = list(module.parameters())
+    saved_grads = [p.grad for p in params] if grads else None
+    if grads:
+        for p in params:  # anything a loss_fn accumulates lands in fresh tensors, dropped below
+            p.grad = None
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, original, saved in buffers:
+                try:
+                    current = module.get_buffer(name)
+                except AttributeError:
+                    current = None
+                if current is not original:
+                    _set_buffer(module, name, original)
+                original.copy_(saved)
+        for m, flag in modes:
+            m.training = flag
+        if grads:
+            for p, g in zip(params, saved_grads):
+                p.grad = g
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+def _batch_size(x: Any, y: Any) -> int:
+    for t in (x, y):
+        if isinstance(t, torch.Tensor) and t.dim() > 0:
+            return int(t.shape[0])
+    try:
+        return len(x)
+    except TypeError:
+        raise ValueError("cannot tell the batch size: x or y must be a tensor with a batch "
+                         "dimension, or x must have a len()") from None
+
+
+def _scalar_loss(value: Any) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        raise ValueError("loss_fn(model, x, y) must return the batch's mean loss as a scalar tensor; "
+                         f"got {type(value).__name__}"
+                         + (f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else ""))
+    return value.reshape(())
+
+
+def _loss_regression(current: list[torch.Tensor], old: list[torch.Tensor]) -> float:
+    """Eq. 4: Cov(L_cur, L_old) / Var(L_old), sample statistics in float64; NaN if undefined."""
+    if len(old) < 2:
+        return math.nan
+    cur = torch.stack([v.detach().to(torch.float64) for v in current]).cpu().numpy()
+    prev = torch.stack([v.detach().to(torch.float64) for v in old]).cpu().numpy()
+    if not (np.all(np.isfinite(cur)) and np.all(np.isfinite(prev))):
+        return math.nan
+    var = float(np.var(prev, ddof=1))
+    if var == 0.0:
+        return math.nan
+    cov = float(np.cov(np.stack([cur, prev]), ddof=1)[0, 1])
+    return cov / var
+
+
+def _check_real(name: str, value: Any, low: float | None, high: float | None, *,
+                low_open: bool = False, text: str) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    if ok:
+        v = float(value)
+        if low is not None and (v <= low if low_open else v < low):
+            ok = False
+        if high is not None and v > high:
+            ok = False
+    if not ok:
+        raise ValueError(f"GradientCorrector: {name}={value!r} is invalid; {name} must be {text}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# The corrector
+# --------------------------------------------------------------------------------------------
+
+class GradientCorrector:
+    """AGENT's gradient correction ĝ = g(θ) - c·g(θ̃) + c·g̃ for any model and optimizer.
+
+    Arguments (keyword-only after ``model``):
+
+    * ``rule``: one of :data:`COEFFICIENT_RULES` (see the module docstring).
+    * ``gamma``: scaling γ of the estimate, 0 ≤ γ ≤ 1 (used by ``agent`` and ``ramp``).
+    * ``alpha``: smoothing factor α of the EMA of ĉ*, 0 < α ≤ 1 (also the ``ramp`` rate).
+    * ``c0``: initial ĉ, any finite real (the paper's Algorithm 1 uses 0, A-ITOP/A-RigL 0.1).
+    * ``fixed_c``: the applied coefficient of rule ``fixed-c``, 0 ≤ fixed_c ≤ 1.
+
+    The parameters corrected are the model's ``named_parameters()`` that require a gradient when
+    the corrector is built. Attributes: ``c_hat`` (ĉ), ``c_hat_star`` (last ĉ*, NaN when
+    undefined), ``refreshes`` (refreshes done), ``c`` (applied coefficient, property).
+    """
+
+    def __init__(self, model: nn.Module, *, rule: str = "agent", gamma: float = 0.1, alpha: float = 0.3,
+                 c0: float = 0.1, fixed_c: float = 0.1) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"GradientCorrector: model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(rule, str) or rule not in COEFFICIENT_RULES:
+            raise ValueError(f"GradientCorrector: rule={rule!r} is invalid; valid choices: "
+                             + ", ".join(COEFFICIENT_RULES))
+        self.rule = rule
+        self.gamma = _check_real("gamma", gamma, 0.0, 1.0, text="a real number with 0 <= gamma <= 1")
+        self.alpha = _check_real("alpha", alpha, 0.0, 1.0, low_open=True,
+                                 text="a real number with 0 < alpha <= 1")
+        self.c0 = _check_real("c0", c0, None, None, text="a finite real number")
+        self.fixed_c = _check_real("fixed_c", fixed_c, 0.0, 1.0, text="a real number with 0 <= fixed_c <= 1")
+
+        self.model = model
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("GradientCorrector: model has no parameter that requires a gradient")
+        self._names = [n for n, _ in named]
+        self._params = [p for _, p in named]
+        self._index = {n: i for i, n in enumerate(self._names)}
+
+        self.c_hat = self.c0
+        self.c_hat_star = math.nan
+        self.refreshes = 0
+        self._snapshot: nn.Module | None = None
+        self._snap_params: list[torch.Tensor] = []
+        self._full_grad: list[torch.Tensor] = []
+        self._correctable: list[torch.Tensor] = []
+        self._partial: set[int] = set()          # indices whose correctable mask has a False
+        self._keep: list[torch.Tensor | None] = [None] * len(self._names)  # last mask given
+
+    # ---------------------------------------------------------------- coefficient
+
+    @property
+    def c(self) -> float:
+        """The coefficient applied to the old gradient now (0 before the first refresh)."""
+        if self._snapshot is None:
+            return 0.0
+        if self.rule == "agent":
+            return self.gamma * self.c_hat
+        if self.rule == "svrg":
+            return 1.0
+        if self.rule == "fixed-c":
+            return self.fixed_c
+        if self.rule == "no-gamma":
+            return self.c_hat
+        # ramp: the official A-BSR-Net schedule (ĉ_0 = 0, ĉ* ≡ 1 from the second refresh on)
+        return self.gamma * (1.0 - (1.0 - self.alpha) ** (self.refreshes - 1))
+
+    @property
+    def snapshot_model(self) -> nn.Module | None:
+        """The snapshot θ̃ as a module (read it, don't train it); None before the first refresh."""
+        return self._snapshot
+
+    # ---------------------------------------------------------------- refresh
+
+    def refresh(self, batches: Iterable[tuple[Any, Any]], loss_fn: LossFn) -> dict[str, float]:
+        """One pass over the training set: ĉ*, ĉ, then θ̃ ← θ and g̃ ← mean gradient at θ.
+
+        Returns ``{"c_hat_star", "c_hat", "c", "examples", "fwd_bwd"}``.
+        """
+        model = self.model
+        had_snapshot = self._snapshot is not None
+        acc = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self._params]
+        losses_cur: list[torch.Tensor] = []
+        losses_old: list[torch.Tensor] = []
+        examples = 0
+        snapshot_guard = (_module_preserved(self._snapshot) if had_snapshot else contextlib.nullcontext())
+        with _rng_preserved(), _module_preserved(model), snapshot_guard:
+            for x, y in batches:
+                n = _batch_size(x, y)
+                batch_rng = capture_rng_state() if had_snapshot else None
+                with torch.enable_grad():
+                    loss = _scalar_loss(loss_fn(model, x, y))
+                    grads = torch.autograd.grad(loss, self._params, allow_unused=True)
+                with torch.no_grad():
+                    for a, g in zip(acc, grads):
+                        if g is not None:
+                            a.add_(g, alpha=n)
+                losses_cur.append(loss.detach())
+                if had_snapshot:
+                    after = capture_rng_state()
+                    restore_rng_state(batch_rng)
+                    self._sync_modes()
+                    with torch.no_grad():
+                        losses_old.append(_scalar_loss(loss_fn(self._snapshot, x, y)).detach())
+                    restore_rng_state(after)
+                examples += n
+        if examples == 0:
+            raise ValueError("refresh: batches is empty (it must be the whole training set, each batch once)")
+
+        c_star = _loss_regression(losses_cur, losses_old) if had_snapshot else math.nan
+        if not math.isnan(c_star):
+            self.c_hat = (1.0 - self.alpha) * self.c_hat + self.alpha * c_star
+        self.c_hat_star = c_star
+
+        with torch.no_grad():
+            for a in acc:
+                a.div_(examples)
+            if self._snapshot is None:
+                self._create_snapshot()
+            else:
+                self._copy_into_snapshot(dict(model.named_parameters()), dict(model.named_buffers()))
+            self._full_grad = acc
+            self._correctable = [torch.ones_like(p, dtype=torch.bool) for p in self._params]
+            self._partial = set()
+            for i, keep in enumerate(self._keep):
+                if keep is not None:
+                    self._apply_mask(i, keep)
+        self.refreshes += 1
+        return {"c_hat_star": c_star, "c_hat": self.c_hat, "c": self.c, "examples": examples,
+                "fwd_bwd": examples + (examples if had_snapshot else 0)}
+
+    # ---------------------------------------------------------------- correction
+
+    def correct_(self, x: Any, y: Any, loss_fn: LossFn, *, rng_state: dict[str, Any] | None = None) -> int:
+        """ĝ = g - c·g_old + c·g̃ into the live ``.grad``; returns the example-level passes spent.
+
+        Call after ``loss.backward()`` on batch ``(x, y)`` and before ``optimizer.step()``.
+        Parameters whose ``.grad`` is None are skipped. No-op (returns 0) before the first refresh
+        and whenever ``c == 0``. ``rng_state`` (from :func:`capture_rng_state` just before the
+        training forward) replays the training pass's randomness in the snapshot pass.
+        """
+        if self._snapshot is None:
+            return 0
+        c = self.c
+        if c == 0.0:
+            return 0
+        active = [i for i, p in enumerate(self._params) if p.grad is not None]
+        if not active:
+            return 0
+        snap_params = [self._snap_params[i] for i in active]
+        with _rng_preserved(), _module_preserved(self._snapshot):
+            if rng_state is not None:
+                restore_rng_state(rng_state)
+            self._sync_modes()
+            with torch.enable_grad():
+                loss = _scalar_loss(loss_fn(self._snapshot, x, y))
+                old_grads = torch.autograd.grad(loss, snap_params, allow_unused=True)
+        with torch.no_grad():
+            for i, g_old in zip(active, old_grads):
+                delta = self._full_grad[i].clone() if g_old is None else self._full_grad[i] - g_old
+                if i in self._partial:
+                    delta.mul_(self._correctable[i])
+                self._params[i].grad.add_(delta, alpha=c)
+        return _batch_size(x, y)
+
+    # ---------------------------------------------------------------- sparse training
+
+    def mask_state_(self, name: str, keep: torch.Tensor) -> None:
+        """Zero g̃ of parameter ``name`` where ``keep`` is False; stop correcting there until refresh.
+
+        The correctable mask of ``name`` becomes ``correctable & keep``, so a position dropped now
+        and grown later gets the plain gradient until the next refresh. The latest ``keep`` given
+        is remembered and re-applied at every refresh (g̃ zero and no correction outside it), so a
+        caller that reports masks only when they change still gets "positions masked at the last
+        refresh, grown later, get the plain gradient". Before the first refresh the mask is only
+        remembered. The snapshot θ̃ itself is left unchanged (g̃ and g_old stay consistent).
+        """
+        if name not in self._index:
+            raise ValueError(f"mask_state_: name={name!r} is not a trainable parameter of the model; "
+                             f"valid names: {', '.join(self._names)}")
+        i = self._index[name]
+        param = self._params[i]
+        if not isinstance(keep, torch.Tensor) or tuple(keep.shape) != tuple(param.shape):
+            shape = tuple(keep.shape) if isinstance(keep, torch.Tensor) else type(keep).__name__
+            raise ValueError(f"mask_state_: keep for {name!r} must be a tensor of shape "
+                             f"{tuple(param.shape)}, got {shape}")
+        keep = keep.detach().to(device=param.device, dtype=torch.bool).clone()
+        self._keep[i] = keep
+        if self._snapshot is not None:
+            with torch.no_grad():
+                self._apply_mask(i, keep)
+
+    def _apply_mask(self, i: int, keep: torch.Tensor) -> None:
+        self._full_grad[i].masked_fill_(~keep, 0)
+        self._correctable[i].logical_and_(keep)
+        if not bool(self._correctable[i].all()):
+            self._partial.add(i)
+
+    # ---------------------------------------------------------------- state
+
+    def per_element_state(self) -> dict[str, list[torch.Tensor]]:
+        """``{param_name: [snapshot tensor, g̃ tensor]}`` (the live state, not copies); {} before
+        the first refresh."""
+        if self._snapshot is None:
+            return {}
+        return {n: [self._snap_params[i], self._full_grad[i]] for i, n in enumerate(self._names)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: snapshot parameters and buffers, g̃, ĉ, ĉ*, the
+        refresh count, correctable masks and the remembered sparsity masks (all copies)."""
+        state: dict[str, Any] = {
+            "version": 1,
+            "rule": self.rule,
+            "c_hat": self.c_hat,
+            "c_hat_star": self.c_hat_star,
+            "refreshes": self.refreshes,
+            "keep": {n: k.clone() for n, k in zip(self._names, self._keep) if k is not None},
+            "snapshot": None,
+            "full_grad": None,
+            "correctable": None,
+        }
+        if self._snapshot is not None:
+            state["snapshot"] = {
+                "parameters": {n: p.detach().clone() for n, p in self._snapshot.named_parameters()},
+                "buffers": {n: b.detach().clone() for n, b in self._snapshot.named_buffers()},
+            }
+            state["full_grad"] = {n: g.clone() for n, g in zip(self._names, self._full_grad)}
+            state["correctable"] = {n: m.clone() for n, m in zip(self._names, self._correctable)}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the coefficient rule and hyper-parameters are
+        the constructor's, not the state's)."""
+        unknown = set(state.get("keep", {})) - set(self._names)
+        if unknown:
+            raise ValueError(f"load_state_dict: masks for unknown parameters {sorted(unknown)}")
+        keep = [None if state.get("keep", {}).get(n) is None
+                else state["keep"][n].to(device=p.device, dtype=torch.bool).clone()
+                for n, p in zip(self._names, self._params)]
+        snapshot = state["snapshot"]
+        if snapshot is None:
+            self._snapshot, self._snap_params = None, []
+            self._full_grad, self._correctable, self._partial = [], [], set()
+        else:
+            for key in ("full_grad", "correctable"):
+                missing = set(self._names) - set(state[key])
+                if missing:
+                    raise ValueError(f"load_state_dict: {key} lacks parameters {sorted(missing)}")
+            with torch.no_grad():
+                if self._snapshot is None:
+                    self._create_snapshot()
+                self._copy_into_snapshot(snapshot["parameters"], snapshot["buffers"])
+                self._full_grad = [state["full_grad"][n].to(device=p.device, dtype=p.dtype).clone()
+                                   for n, p in zip(self._names, self._params)]
+                self._correctable = [state["correctable"][n].to(device=p.device, dtype=torch.bool).clone()
+                                     for n, p in zip(self._names, self._params)]
+            self._partial = {i for i, m in enumerate(self._correctable) if not bool(m.all())}
+        self._keep = keep
+        self.c_hat = float(state["c_hat"])
+        self.c_hat_star = float(state["c_hat_star"])
+        self.refreshes = int(state["refreshes"])
+
+    # ---------------------------------------------------------------- internals
+
+    def _create_snapshot(self) -> None:
+        grads = [p.grad for p in self.model.parameters()]
+        for p in self.model.parameters():  # keep the live gradients out of the copy
+            p.grad = None
+        try:
+            snapshot = copy.deepcopy(self.model)
+        finally:
+            for p, g in zip(self.model.parameters(), grads):
+                p.grad = g
+        by_name = dict(snapshot.named_parameters())
+        self._snapshot = snapshot
+        self._snap_params = [by_name[n] for n in self._names]
+
+    def _copy_into_snapshot(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
+        snapshot = self._snapshot
+        for kind, source, target in (("parameters", params, dict(snapshot.named_parameters())),
+                                     ("buffers", buffers, dict(snapshot.named_buffers()))):
+            if set(source) != set(target):
+                raise ValueError(f"the model's {kind} no longer match the snapshot's: "
+                                 f"missing {sorted(set(target) - set(source))}, "
+                                 f"unexpected {sorted(set(source) - set(target))}")
+            for name, t in target.items():
+                t.copy_(source[name])
+
+    def _sync_modes(self) -> None:
+        for live, snap in zip(self.model.modules(), self._snapshot.modules()):
+            snap.training = live.training
+
+    def __repr__(self) -> str:
+        return (f"GradientCorrector(rule={self.rule!r}, gamma={self.gamma}, alpha={self.alpha}, "
+                f"c0={self.c0}, fixed_c={self.fixed_c}; refreshes={self.refreshes}, "
+                f"c_hat={self.c_hat:.6g}, c={self.c:.6g})")

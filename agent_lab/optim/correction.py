@@ -1,0 +1,103 @@
+"""Gradient correction inside the training loop: AGENT, its baselines and MVR as a callback.
+
+Per step, after the live backward and before the optimizer step, the callback
+
+1. refreshes the snapshot θ̃ and the full gradient g̃ every ``refresh_every`` steps (default: one
+   epoch) with one extra pass over the training set (estimating ĉ* from the per-batch losses at
+   θ and the previous θ̃ in the same pass),
+2. hands the raw dense gradient to a RigL-style sparsifier when a mask update is due (growth by
+   |dense gradient| must not see the corrected gradient),
+3. rewrites ``.grad`` with the corrected gradient ĝ = g(θ) − c·g(θ̃) + c·g̃ on the same batch (or
+   MVR's estimate); the sparsifier's pre-step hook then masks ĝ, and the base optimizer steps.
+
+The full-gradient pass reads the training set in its natural order without augmentation (the
+gradient of the training objective, not of one random augmentation of it). Every extra
+forward/backward is added to ``fwd_bwd``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..config import CORRECTOR_RULES, ConfigError
+from ..hooks import Batch, Callback
+from .agent import GradientCorrector
+from .mvr import MVR
+
+
+class CorrectionCallback(Callback):
+    name = "correction"
+
+    def __init__(self, corrector: GradientCorrector | None, mvr: MVR | None, refresh_every: int, full_pass_loader,
+                 sparsifier=None) -> None:
+        self.corrector, self.mvr, self.refresh_every = corrector, mvr, refresh_every
+        self.full_pass_loader = full_pass_loader
+        self.sparsifier = sparsifier
+        self.epoch_c_hat_star = math.nan
+
+    def on_train_begin(self, trainer) -> None:
+        if self.sparsifier is not None:
+            for holder in (self.corrector, self.mvr):
+                if holder is not None:
+                    self.sparsifier.follow(holder)
+
+    def on_epoch_begin(self, trainer) -> None:
+        self.epoch_c_hat_star = math.nan
+
+    def before_optimizer_step(self, trainer, batch: Batch) -> None:
+        def loss_fn(model, x, y):
+            return trainer.objective.loss(model, Batch(x, y, batch.epoch, batch.step))[0]
+
+        if self.corrector is not None and trainer.state.step % self.refresh_every == 0:
+            report = self.corrector.refresh(self.full_pass_loader.epoch(0), loss_fn)
+            trainer.count_passes(report["fwd_bwd"])
+            if not math.isnan(report["c_hat_star"]):
+                self.epoch_c_hat_star = report["c_hat_star"]
+        if self.sparsifier is not None and self.sparsifier.will_update():
+            self.sparsifier.record_dense_gradients(
+                {name: p.grad.detach().clone() for name, p in self.sparsifier.params.items() if p.grad is not None})
+        if self.mvr is not None:
+            trainer.count_passes(self.mvr.transform_(batch.x, batch.y, loss_fn))
+        else:
+            trainer.count_passes(self.corrector.correct_(batch.x, batch.y, loss_fn))
+
+    def epoch_metrics(self, trainer) -> dict[str, float]:
+        if self.corrector is None:
+            return {}
+        return {"c": float(self.corrector.c), "c_hat": self.epoch_c_hat_star}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"corrector": None if self.corrector is None else self.corrector.state_dict(),
+                "mvr": None if self.mvr is None else self.mvr.state_dict(), "epoch_c_hat_star": self.epoch_c_hat_star}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.corrector is not None:
+            self.corrector.load_state_dict(state["corrector"])
+        if self.mvr is not None:
+            self.mvr.load_state_dict(state["mvr"])
+        self.epoch_c_hat_star = state["epoch_c_hat_star"]
+
+
+def build_correction(config, trainer, sparsifier=None) -> CorrectionCallback | None:
+    """The correction callback ``config.optimizer`` asks for (None for plain SGD/Adam)."""
+    if config.optimizer not in CORRECTOR_RULES and config.optimizer != "mvr":
+        return None
+    corrector = None
+    if config.optimizer in CORRECTOR_RULES:
+        corrector = GradientCorrector(trainer.model, rule=config.coef_rule or CORRECTOR_RULES[config.optimizer],
+                                      gamma=config.gamma, alpha=config.alpha, c0=config.c0, fixed_c=config.fixed_c)
+    mvr = None
+    if config.optimizer in ("mvr", "agent-mvr"):
+        mvr = MVR(trainer.model, a=config.mvr_a, corrector=corrector)
+    images = getattr(trainer.train_loader, "images", None)
+    if corrector is not None and images is None:
+        raise ConfigError(f"RunConfig.optimizer: {config.optimizer!r} needs an in-memory training set for its "
+                          f"full-gradient pass; dataset {config.dataset!r} is streamed")
+    full_pass = None
+    if corrector is not None:
+        from ..data import InMemoryLoader
+
+        full_pass = InMemoryLoader(images, trainer.train_loader.labels, config.batch_size, shuffle=False,
+                                   augment=False, device=trainer.device)
+    refresh_every = config.refresh_every or len(trainer.train_loader)
+    return CorrectionCallback(corrector, mvr, refresh_every, full_pass, sparsifier)

@@ -1,0 +1,109 @@
+"""AGENT, its baselines and MVR inside the training loop."""
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from agent_lab import ConfigError, RunConfig, train
+from agent_lab.train import prepare
+
+WALL_CLOCK = ["wall_time", "eval_time"]
+OPTIMIZERS = ("sgd", "adam", "svrg", "agent", "fixed-c", "no-gamma", "mvr", "agent-mvr", "reduce-lr")
+
+MINI = RunConfig(dataset="cifar10-mini", train_subset=1000, test_subset=500, model="vgg16", width=0.125,
+                 epochs=2, batch_size=100, lr=0.05, lr_schedule="constant", device="cpu", seed=2)
+
+
+def optimizer_config(base: RunConfig, optimizer: str, **changes) -> RunConfig:
+    extra = {"momentum": 0.0} if optimizer in ("mvr", "agent-mvr") else {}
+    if optimizer == "adam":
+        extra["lr"] = 1e-3
+    return base.replace(optimizer=optimizer, **extra, **changes)
+
+
+@pytest.mark.parametrize("pipeline", ["dense", "rigl"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_runs_dense_and_sparse(optimizer, pipeline, tmp_path):
+    sparse = {"sparsity": 0.9, "update_every": 3} if pipeline == "rigl" else {}
+    config = optimizer_config(MINI, optimizer, pipeline=pipeline, **sparse)
+    result = train(config, out=tmp_path, progress=False)
+    assert result.status in ("completed", "diverged")
+    history = result.history
+    if optimizer in ("svrg", "agent", "fixed-c", "no-gamma", "agent-mvr", "reduce-lr"):
+        assert {"c", "c_hat"} <= set(history.columns)
+    if result.status == "completed":
+        assert history["fwd_bwd"].iloc[-1] >= 2 * 1000
+        if pipeline == "rigl":
+            assert history["density"].iloc[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_fwd_bwd_counts_every_extra_pass(tiny_config, tmp_path):
+    n = 512  # synthetic training set; 8 steps of 64 per epoch
+    sgd = train(tiny_config.replace(epochs=2), out=tmp_path, progress=False)
+    assert sgd.history["fwd_bwd"].tolist() == [n, 2 * n]
+    agent = train(tiny_config.replace(epochs=2, optimizer="agent"), out=tmp_path, progress=False)
+    # epoch 1: training n + first full-gradient pass n + snapshot gradients n;
+    # epoch 2: training n + full-gradient pass n + the ĉ* forwards at the old snapshot n + snapshot gradients n
+    assert agent.history["fwd_bwd"].tolist() == [3 * n, 7 * n]
+
+
+def test_logged_c_follows_the_ema_and_gamma(tiny_config, tmp_path):
+    config = tiny_config.replace(epochs=4, optimizer="agent", gamma=0.1, alpha=0.3, c0=0.1)
+    history = train(config, out=tmp_path, progress=False).history
+    assert math.isnan(history["c_hat"].iloc[0])  # no previous snapshot at the first refresh
+    c_hat = config.c0
+    expected = [config.gamma * c_hat]
+    for c_hat_star in history["c_hat"].iloc[1:]:
+        c_hat = (1 - config.alpha) * c_hat + config.alpha * c_hat_star
+        expected.append(config.gamma * c_hat)
+    assert history["c"].tolist() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_reduce_lr_runs_at_a_tenth_of_the_lr(tiny_config, tmp_path):
+    history = train(tiny_config.replace(epochs=1, optimizer="reduce-lr", lr_schedule="constant"), out=tmp_path,
+                    progress=False).history
+    assert history["lr"].iloc[0] == pytest.approx(0.1 * tiny_config.lr)
+
+
+@pytest.mark.parametrize("optimizer, pipeline", [("agent", "dense"), ("agent", "rigl"), ("mvr", "dense"),
+                                                 ("agent-mvr", "set"), ("svrg", "bsr")])
+def test_resume_reproduces_the_trajectory(optimizer, pipeline, tiny_config, tmp_path):
+    sparse = {} if pipeline == "dense" else {"sparsity": 0.9}
+    if pipeline in ("rigl", "set"):
+        sparse["update_every"] = 3
+    config = optimizer_config(tiny_config, optimizer, pipeline=pipeline, **sparse)
+    straight = train(config, out=tmp_path / "a", progress=False)
+    train(config, out=tmp_path / "b", progress=False, stop_after_epoch=1)
+    resumed = train(config, out=tmp_path / "b", progress=False)
+    pd.testing.assert_frame_equal(resumed.history.drop(columns=WALL_CLOCK),
+                                  straight.history.drop(columns=WALL_CLOCK), check_exact=True)
+
+
+def test_masked_positions_of_gradient_momentum_and_snapshot_state_are_zero(tiny_config):
+    config = tiny_config.replace(epochs=2, optimizer="agent", pipeline="rigl", sparsity=0.9, update_every=3)
+    trainer, _ = prepare(config)
+    assert trainer.run(progress=False) == "completed"
+    correction, sparsity = trainer.callbacks
+    sparsifier = sparsity.sparsifier
+    state = correction.corrector.per_element_state()
+    for name, weight in sparsifier.params.items():
+        off = ~sparsifier.masks[name]
+        assert torch.count_nonzero(weight.detach()[off]) == 0
+        assert torch.count_nonzero(trainer.optimizer.state[weight]["momentum_buffer"][off]) == 0
+        assert torch.count_nonzero(weight.grad[off]) == 0  # the corrected gradient the optimizer saw
+        snapshot, full_gradient = state[name]
+        assert torch.count_nonzero(full_gradient[off]) == 0
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"optimizer": "mvr"}, "momentum"),
+    ({"optimizer": "sgd", "coef_rule": "ramp"}, "coef_rule"),
+    ({"optimizer": "agent", "coef_rule": "magic"}, "coef_rule"),
+    ({"optimizer": "agent", "gamma": 0.0}, "gamma"),
+    ({"optimizer": "agent", "alpha": 1.5}, "alpha"),
+    ({"optimizer": "agent", "refresh_every": 0}, "refresh_every"),
+])
+def test_bad_correction_settings_are_refused(changes, field):
+    with pytest.raises(ConfigError, match=f"^RunConfig.{field}:"):
+        RunConfig(**changes)
