@@ -4,8 +4,10 @@ The auxiliary gradient of AGENT (snapshot), SVRG and MVR (previous iterate) is t
 same mini-batch at a second parameter set. ``sequential`` is what the correctors do now: the
 training forward/backward on the live model, then a forward/backward on a second model copy that
 holds θ'. ``fused`` is :func:`agent_lab.optim.fused.paired_gradients`: both in one
-``torch.func.vmap`` call. Both run in train mode (BatchNorm with batch statistics). Times are the
-median of ``--repeats`` calls after ``--warmup`` calls, synchronised on CUDA, all in one run.
+``torch.func.vmap`` call. Both run in train mode (BatchNorm with batch statistics). Times are
+medians over ``--repeats`` rounds after ``--warmup`` rounds, synchronised on CUDA, all in one run;
+each round times both paths back to back (alternating which goes first) and the ratio column is the
+median of the per-round ratios fused / sequential.
 
     python benchmarks/bench_fused.py [--device cpu|cuda] [--batch 128] [--repeats 5] [--full]
 
@@ -30,17 +32,28 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(fn, device: torch.device, warmup: int, repeats: int) -> float:
+def paired_timings(first, second, device: torch.device, warmup: int, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of ``first`` and ``second`` and the median of their per-round ratio.
+
+    The two are timed in alternating order within each round, so a machine shared with other work
+    slows both alike and the ratio stays meaningful even when the absolute times drift.
+    """
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        first()
+        second()
+    t_first, t_second, ratios = [], [], []
+    for r in range(repeats):
+        pair = {}
+        for key, fn in (((0, first), (1, second)) if r % 2 == 0 else ((1, second), (0, first))):
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            pair[key] = time.perf_counter() - start
+        t_first.append(pair[0])
+        t_second.append(pair[1])
+        ratios.append(pair[1] / pair[0])
+    return statistics.median(t_first), statistics.median(t_second), statistics.median(ratios)
 
 
 def peak_mib(fn, device: torch.device) -> float:
@@ -87,10 +100,9 @@ def one_case(name: str, width: float, batch: int, device: torch.device, warmup: 
         norm = sum(float(a.double().square().sum()) for a in seq_g)
         err = max(err, (diff / norm) ** 0.5)
 
-    t_seq = median_seconds(sequential, device, warmup, repeats)
-    t_fused = median_seconds(fused, device, warmup, repeats)
+    t_seq, t_fused, ratio = paired_timings(sequential, fused, device, warmup, repeats)
     return {"model": name, "width": width, "batch": batch, "seq_ms": 1e3 * t_seq, "fused_ms": 1e3 * t_fused,
-            "ratio": t_fused / t_seq, "max_abs_diff": err,
+            "ratio": ratio, "max_abs_diff": err,
             "seq_peak_mib": peak_mib(sequential, device), "fused_peak_mib": peak_mib(fused, device)}
 
 
@@ -112,7 +124,8 @@ def main() -> None:
     tf32 = torch.backends.cudnn.allow_tf32 if device.type == "cuda" else False
     print(f"# paired gradients, train mode, float32, torch {torch.__version__}, {where}"
           + (f", cudnn tf32={tf32}" if device.type == "cuda" else ""))
-    print(f"# median of {args.repeats} after {args.warmup} warm-up calls; ratio = fused / sequential")
+    print(f"# medians of {args.repeats} rounds after {args.warmup} warm-up rounds; "
+          f"ratio = median per-round fused / sequential")
     header = ("model", "width", "batch", "seq ms", "fused ms", "ratio", "‖Δg‖/‖g‖", "seq MiB", "fused MiB")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")

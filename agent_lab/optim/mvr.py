@@ -7,9 +7,10 @@ gradient *on the current batch* between the previous and the current iterate:
     d_t = g(θ_t; ξ_t) + (1 − a)·(d_{t−1} − g(θ_{t−1}; ξ_t))        (t ≥ 1)
 
 and the base optimizer (plain SGD, momentum 0) steps along ``d_t``. With ``a = 1`` this is SGD;
-with the second term dropped it would be heavy-ball momentum. Computing g(θ_{t−1}; ξ_t) costs one
-extra forward/backward per step, made on a private copy of the model that holds θ_{t−1} (parameters
-and buffers as they were just before the previous optimizer step).
+without the −(1 − a)·g(θ_{t−1}; ξ_t) term it would be SGD with heavy-ball momentum 1 − a.
+Computing g(θ_{t−1}; ξ_t) costs one extra forward/backward per step, made on a private copy of the
+model that holds θ_{t−1} (parameters and buffers as they were just before the previous optimizer
+step).
 
 Adaptive variant (STORM). With ``adaptive=True`` the step size and ``a`` follow the gradients seen:
 
@@ -159,29 +160,40 @@ class MVR:
         the training forward) replays the training pass's randomness in the auxiliary passes.
         """
         passes = 0
-        raw: dict[str, torch.Tensor] = {}
-        for name, p in self.params.items():
+        for p in self.params.values():
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            raw[name] = p.grad.detach().clone()
-        delta: dict[str, torch.Tensor] | None = None
+        # raw: g(θ_t); fed: the gradient MVR is fed (ĝ(θ_t) with a corrector, else g(θ_t) itself)
         if self.corrector is not None:
+            raw = {name: p.grad.detach().clone() for name, p in self.params.items()}
             passes += int(self.corrector.correct_(x, y, loss_fn, rng_state=rng_state))
-            delta = {name: p.grad.detach() - raw[name] for name, p in self.params.items()}
+        fed = {name: p.grad.detach() for name, p in self.params.items()}
+        if self.corrector is None:
+            raw = fed
 
         with torch.no_grad():
+            if self.adaptive:
+                total = 0.0
+                for name, g in fed.items():
+                    if name in self.keep:
+                        g = g * self.keep[name]
+                    total += float(g.double().square().sum())
+                self.sum_sq += total
             if self.d is None:
-                a = 1.0
-                d = {name: raw[name] + delta[name] if delta is not None else raw[name].clone() for name in raw}
+                d = {name: g.clone() for name, g in fed.items()}
             else:
                 a = self._a_next
                 old = self._previous_gradients(x, y, loss_fn, rng_state)
                 passes += int(x.shape[0])
+                # d_t = ĝ_t + (1−a)(d_{t−1} − g(θ_{t−1}) − δ_t) with δ_t = ĝ_t − g_t, rearranged:
+                # (1−a)(d_{t−1} − g(θ_{t−1})) + (1−a)·g_t + a·ĝ_t  (= plain MVR when ĝ_t = g_t)
                 d = {}
-                for name, g in raw.items():
-                    dn = self.d[name].sub_(old[name]).mul_(1.0 - a).add_(g)
-                    if delta is not None:
-                        dn.add_(delta[name], alpha=a)
+                for name in fed:
+                    dn = self.d[name].sub_(old[name]).mul_(1.0 - a)
+                    if raw is fed:
+                        dn.add_(fed[name])
+                    else:
+                        dn.add_(raw[name], alpha=1.0 - a).add_(fed[name], alpha=a)
                     d[name] = dn
             for name, keep in self.keep.items():
                 d[name].mul_(keep)
@@ -189,13 +201,6 @@ class MVR:
             for name, p in self.params.items():
                 p.grad.copy_(d[name])
             if self.adaptive:
-                fed = 0.0
-                for name in raw:
-                    g = raw[name] if delta is None else raw[name] + delta[name]
-                    if name in self.keep:
-                        g = g * self.keep[name]
-                    fed += float(g.double().square().sum())
-                self.sum_sq += fed
                 eta = self.k / (self.w + self.sum_sq) ** (1.0 / 3.0)
                 self._lr = eta
                 self._a_next = min(1.0, self.c * eta * eta)
