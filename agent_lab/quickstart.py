@@ -19,8 +19,8 @@ from .runs import RunResult
 from .train import train
 
 QUICKSTART_CONFIG = RunConfig(
-    dataset="cifar10-mini", model="vgg16", width=0.25, pipeline="rigl", sparsity=0.9, update_every=10,
-    optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=6, batch_size=128, lr_schedule="cosine",
+    dataset="cifar10-mini", model="vgg16", width=0.125, pipeline="rigl", sparsity=0.9, update_every=10,
+    optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=8, batch_size=128, lr_schedule="cosine",
     seed=0, device="cpu",
 )
 QUICKSTART_OPTIMIZERS = {"SGD": "sgd", "AGENT": "agent"}
