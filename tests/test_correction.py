@@ -66,8 +66,8 @@ def test_reduce_lr_runs_at_a_tenth_of_the_lr(tiny_config, tmp_path):
     assert history["lr"].iloc[0] == pytest.approx(0.1 * tiny_config.lr)
 
 
-@pytest.mark.parametrize("optimizer, pipeline", [("agent", "dense"), ("agent", "rigl"), ("mvr", "dense"),
-                                                 ("agent-mvr", "set"), ("svrg", "bsr")])
+@pytest.mark.parametrize("optimizer, pipeline", [*((name, "dense") for name in OPTIMIZERS), ("agent", "rigl"),
+                                                 ("agent-mvr", "set"), ("svrg", "bsr"), ("fixed-c", "rigl-itop")])
 def test_resume_reproduces_the_trajectory(optimizer, pipeline, tiny_config, tmp_path):
     sparse = {} if pipeline == "dense" else {"sparsity": 0.9}
     if pipeline in ("rigl", "set"):
@@ -80,8 +80,10 @@ def test_resume_reproduces_the_trajectory(optimizer, pipeline, tiny_config, tmp_
                                   straight.history.drop(columns=WALL_CLOCK), check_exact=True)
 
 
-def test_masked_positions_of_gradient_momentum_and_snapshot_state_are_zero(tiny_config):
-    config = tiny_config.replace(epochs=2, optimizer="agent", pipeline="rigl", sparsity=0.9, update_every=3)
+@pytest.mark.parametrize("pipeline", ["static", "set", "rigl", "set-itop", "rigl-itop", "bsr"])
+def test_masked_positions_of_gradient_momentum_and_snapshot_state_are_zero(pipeline, tiny_config):
+    schedule = {} if pipeline in ("static", "bsr") else {"update_every": 3}
+    config = tiny_config.replace(epochs=2, optimizer="agent", pipeline=pipeline, sparsity=0.9, **schedule)
     trainer, _ = prepare(config)
     assert trainer.run(progress=False) == "completed"
     correction, sparsity = trainer.callbacks
@@ -91,7 +93,8 @@ def test_masked_positions_of_gradient_momentum_and_snapshot_state_are_zero(tiny_
         off = ~sparsifier.masks[name]
         assert torch.count_nonzero(weight.detach()[off]) == 0
         assert torch.count_nonzero(trainer.optimizer.state[weight]["momentum_buffer"][off]) == 0
-        assert torch.count_nonzero(weight.grad[off]) == 0  # the corrected gradient the optimizer saw
+        if pipeline != "bsr":  # BSR disconnects after the step: positions the last step still trained
+            assert torch.count_nonzero(weight.grad[off]) == 0  # the corrected gradient the optimizer saw
         snapshot, full_gradient = state[name]
         assert torch.count_nonzero(full_gradient[off]) == 0
 
