@@ -106,6 +106,8 @@ class RunConfig:
     refresh_every: int | None = field(default=None, metadata=_doc(
         "optimizer steps between snapshot/full-gradient refreshes (default: one epoch)"))
     mvr_a: float = field(default=0.1, metadata=_doc("MVR/STORM momentum parameter a"))
+    mvr_adaptive: bool = field(default=False, metadata=_doc(
+        "STORM's adaptive step size and a (replaces lr and its schedule; mvr and agent-mvr only)"))
     reduce_lr_factor: float = field(default=0.1, metadata=_doc("optimizer reduce-lr: lr multiplier"))
     epochs: int = field(default=200, metadata=_doc("training epochs"))
     batch_size: int = field(default=128, metadata=_doc("training batch size"))
@@ -196,7 +198,7 @@ def _validate(cfg: RunConfig) -> None:
     for name in ("sparse_init", "growth", "coef_rule"):
         if getattr(cfg, name) is not None:
             _check_choice(cfg, name)
-    for name in ("augment", "nesterov", "tf32", "skip_step_on_update"):
+    for name in ("augment", "nesterov", "tf32", "skip_step_on_update", "mvr_adaptive"):
         if not isinstance(getattr(cfg, name), bool):
             _fail(name, getattr(cfg, name), "expected true or false")
     _check_number(cfg, "width", float, 0, None, low_open=True)
@@ -285,5 +287,7 @@ def _validate_correction(cfg: RunConfig) -> None:
     _check_number(cfg, "reduce_lr_factor", float, 0, 1, low_open=True)
     if cfg.refresh_every is not None:
         _check_number(cfg, "refresh_every", int, 1)
+    if cfg.mvr_adaptive and cfg.optimizer not in ("mvr", "agent-mvr"):
+        _fail("mvr_adaptive", cfg.mvr_adaptive, "only applies to optimizers mvr and agent-mvr")
     if cfg.optimizer in ("mvr", "agent-mvr") and cfg.momentum != 0:
         _fail("momentum", cfg.momentum, f"optimizer {cfg.optimizer!r} is its own momentum: set momentum 0")

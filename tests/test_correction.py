@@ -99,7 +99,19 @@ def test_masked_positions_of_gradient_momentum_and_snapshot_state_are_zero(pipel
         assert torch.count_nonzero(full_gradient[off]) == 0
 
 
+def test_adaptive_mvr_sets_storms_step_size(tiny_config, tmp_path):
+    config = tiny_config.replace(epochs=1, optimizer="mvr", momentum=0.0, mvr_adaptive=True)
+    trainer, _ = prepare(config)
+    assert trainer.run(progress=False) == "completed"
+    (correction,) = trainer.callbacks
+    mvr = correction.mvr
+    # the lr of the last step is STORM's eta_t = k / (w + sum of squared gradient norms)^(1/3)
+    assert trainer.history()["lr"].iloc[-1] != config.lr
+    assert trainer.history()["lr"].iloc[-1] == pytest.approx(mvr.k / (mvr.w + mvr.sum_sq) ** (1 / 3), rel=1e-12)
+
+
 @pytest.mark.parametrize("changes, field", [
+    ({"optimizer": "sgd", "mvr_adaptive": True}, "mvr_adaptive"),
     ({"optimizer": "mvr"}, "momentum"),
     ({"optimizer": "sgd", "coef_rule": "ramp"}, "coef_rule"),
     ({"optimizer": "agent", "coef_rule": "magic"}, "coef_rule"),

@@ -58,6 +58,9 @@ class CorrectionCallback(Callback):
                 {name: p.grad.detach().clone() for name, p in self.sparsifier.params.items() if p.grad is not None})
         if self.mvr is not None:
             trainer.count_passes(self.mvr.transform_(batch.x, batch.y, loss_fn))
+            if self.mvr.lr is not None:  # STORM's adaptive step replaces the scheduled lr for this step
+                for group in trainer.optimizer.param_groups:
+                    group["lr"] = self.mvr.lr
         else:
             trainer.count_passes(self.corrector.correct_(batch.x, batch.y, loss_fn))
 
@@ -88,7 +91,7 @@ def build_correction(config, trainer, sparsifier=None) -> CorrectionCallback | N
                                       gamma=config.gamma, alpha=config.alpha, c0=config.c0, fixed_c=config.fixed_c)
     mvr = None
     if config.optimizer in ("mvr", "agent-mvr"):
-        mvr = MVR(trainer.model, a=config.mvr_a, corrector=corrector)
+        mvr = MVR(trainer.model, a=config.mvr_a, adaptive=config.mvr_adaptive, corrector=corrector)
     images = getattr(trainer.train_loader, "images", None)
     if corrector is not None and images is None:
         raise ConfigError(f"RunConfig.optimizer: {config.optimizer!r} needs an in-memory training set for its "
