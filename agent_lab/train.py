@@ -27,6 +27,7 @@ from .data import load_dataset, make_loaders
 from .hooks import Batch, Callback, Objective
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
+from .rng import capture_rng_state, restore_rng_state
 from .runs import (CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, META_FILE, RunResult, environment_info,
                    load_checkpoint, load_run, run_dir_for, save_checkpoint, write_csv, write_json)
 
@@ -72,21 +73,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def rng_states() -> dict[str, Any]:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 @torch.no_grad()
@@ -191,7 +177,7 @@ class Trainer:
     def checkpoint(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "state": asdict(self.state), "rng": rng_states(),
+            "scheduler": self.scheduler.state_dict(), "state": asdict(self.state), "rng": capture_rng_state(),
             "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
         }
 
@@ -202,7 +188,7 @@ class Trainer:
         self.state = TrainState(**checkpoint["state"])
         for callback in self.callbacks:
             callback.load_state_dict(checkpoint["callbacks"].get(callback.name, {}))
-        set_rng_states(checkpoint["rng"])
+        restore_rng_state(checkpoint["rng"])
 
     # -- the whole run ------------------------------------------------------------------------
     def run(self, on_epoch_end=None, progress: bool = True, stop_after_epoch: int | None = None) -> str:

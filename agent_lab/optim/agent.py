@@ -63,12 +63,13 @@ import contextlib
 import copy
 import math
 import numbers
-import random
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..rng import capture_rng_state, restore_rng_state  # re-exported: part of this module's API
 
 __all__ = ["COEFFICIENT_RULES", "GradientCorrector", "capture_rng_state", "restore_rng_state"]
 
@@ -80,27 +81,6 @@ LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
 # --------------------------------------------------------------------------------------------
 # RNG and module-state preservation
 # --------------------------------------------------------------------------------------------
-
-def capture_rng_state() -> dict[str, Any]:
-    """The global RNG states: torch CPU, CUDA (when initialised), Python ``random``, NumPy."""
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put back states taken by :func:`capture_rng_state`."""
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
-
 
 @contextlib.contextmanager
 def _rng_preserved() -> Iterator[None]:
