@@ -31,7 +31,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "coef_rule": ("agent", "svrg", "fixed-c", "no-gamma", "ramp"),
     "weight_decay_mode": ("coupled", "decoupled"),
     "lr_schedule": ("constant", "step", "cosine"),
-    "adversarial": ("none",),
+    "adversarial": ("none", "at", "trades"),
+    "attack_bn": ("eval", "train"),
+    "full_grad_objective": ("clean", "adversarial"),
+    "robust_eval": ("none", "pgd10", "pgd20", "pgd50"),
     "input_norm": ("dataset", "none"),
 }
 
@@ -119,7 +122,21 @@ class RunConfig:
         "step schedule: lr multiplier (of the base lr) from each milestone on"))
     warmup_epochs: float = field(default=0.0, metadata=_doc("linear lr warm-up length in epochs"))
     # adversarial training
-    adversarial: str = field(default="none", metadata=_doc("adversarial training objective"))
+    adversarial: str = field(default="none", metadata=_doc(
+        "training objective: none (standard), at (Madry PGD training) or trades"))
+    epsilon: float = field(default=8 / 255, metadata=_doc("L-inf radius of the attacks, in [0,1] pixel units"))
+    attack_step: float = field(default=2 / 255, metadata=_doc("PGD step size of the training attack"))
+    attack_steps: int = field(default=10, metadata=_doc("PGD iterations of the training attack"))
+    attack_bn: str = field(default="eval", metadata=_doc(
+        "BatchNorm mode while attacking (eval: running statistics, nothing updated)"))
+    trades_beta: float = field(default=6.0, metadata=_doc("TRADES weight of the KL term"))
+    full_grad_objective: str = field(default="clean", metadata=_doc(
+        "objective of AGENT's full-gradient pass in adversarial training: clean (the paper) or adversarial"))
+    robust_eval: str | None = field(default=None, metadata=_doc(
+        "attack for the robust_acc column (default: pgd20 with adversarial training, else none)"))
+    robust_eval_restarts: int = field(default=1, metadata=_doc("restarts of the in-training robust evaluation"))
+    robust_eval_subset: int | None = field(default=1000, metadata=_doc(
+        "test examples attacked every eval_every epochs (the whole test set at the end; none = always all)"))
     # bookkeeping
     eval_every: int = field(default=1, metadata=_doc("evaluate on the test set every N epochs (and at the end)"))
     seed: int = field(default=0, metadata=_doc("random seed (model init, data order, augmentation)"))
@@ -193,9 +210,9 @@ def _check_number(cfg: RunConfig, name: str, kind: type, low: float | None = Non
 
 def _validate(cfg: RunConfig) -> None:
     for name in ("dataset", "model", "pipeline", "optimizer", "weight_decay_mode", "lr_schedule",
-                 "adversarial", "input_norm", "dense_layers"):
+                 "adversarial", "input_norm", "dense_layers", "attack_bn", "full_grad_objective"):
         _check_choice(cfg, name)
-    for name in ("sparse_init", "growth", "coef_rule"):
+    for name in ("sparse_init", "growth", "coef_rule", "robust_eval"):
         if getattr(cfg, name) is not None:
             _check_choice(cfg, name)
     for name in ("augment", "nesterov", "tf32", "skip_step_on_update", "mvr_adaptive"):
@@ -217,6 +234,7 @@ def _validate(cfg: RunConfig) -> None:
             _check_number(cfg, name, int, 1)
     _validate_sparse(cfg)
     _validate_correction(cfg)
+    _validate_adversarial(cfg)
     if cfg.nesterov and cfg.momentum == 0:
         _fail("nesterov", cfg.nesterov, "Nesterov momentum needs momentum > 0")
     if len(cfg.lr_milestones) != len(cfg.lr_factors):
@@ -269,6 +287,22 @@ def _validate_sparse(cfg: RunConfig) -> None:
             raise ConfigError(f"RunConfig.{error}") from None
         if abs(cfg.sparsity - (1 - n / m)) > 1e-9:
             _fail("sparsity", cfg.sparsity, f"N:M {cfg.nm} means sparsity {1 - n / m:g}")
+
+
+def _validate_adversarial(cfg: RunConfig) -> None:
+    _check_number(cfg, "epsilon", float, 0, 1)
+    _check_number(cfg, "attack_step", float, 0, 1)
+    _check_number(cfg, "attack_steps", int, 0)
+    _check_number(cfg, "trades_beta", float, 0)
+    _check_number(cfg, "robust_eval_restarts", int, 1)
+    if cfg.robust_eval_subset is not None:
+        _check_number(cfg, "robust_eval_subset", int, 1)
+    if cfg.trades_beta != 6.0 and cfg.adversarial != "trades":
+        _fail("trades_beta", cfg.trades_beta, f"only applies to adversarial 'trades'; adversarial is {cfg.adversarial!r}")
+    if cfg.full_grad_objective != "clean" and (cfg.adversarial == "none" or cfg.optimizer not in CORRECTOR_RULES):
+        _fail("full_grad_objective", cfg.full_grad_objective,
+              "only applies to adversarial training with a correcting optimizer "
+              f"({', '.join(CORRECTOR_RULES)})")
 
 
 # Optimizers that correct the gradient with a snapshot (AGENT family) and their default rule.

@@ -46,12 +46,18 @@ class Callback:
 
 
 class Batch:
-    """One training batch: inputs in [0,1], labels, and where it came from (for exact replay)."""
+    """One training batch: inputs in [0,1], labels, and where it came from (for exact replay).
 
-    __slots__ = ("x", "y", "epoch", "step")
+    ``x_adv`` holds the adversarial inputs an adversarial objective prepared for this batch, so
+    every pass over the batch (the training gradient, AGENT's old gradient, MVR's previous
+    gradient) sees the same adversarial examples.
+    """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> None:
-        self.x, self.y, self.epoch, self.step = x, y, epoch, step
+    __slots__ = ("x", "y", "epoch", "step", "x_adv")
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int,
+                 x_adv: torch.Tensor | None = None) -> None:
+        self.x, self.y, self.epoch, self.step, self.x_adv = x, y, epoch, step, x_adv
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -60,11 +66,16 @@ class Batch:
 class Objective:
     """Standard training: mean cross-entropy on the batch as given.
 
-    ``loss`` returns the mean loss and the logits; ``passes_per_example`` is the number of
-    example-level forward+backward passes one call costs (the loop adds it to ``fwd_bwd``).
+    ``prepare`` runs once per training batch before any loss (adversarial objectives attack there
+    and store ``x_adv`` in the batch); ``loss`` returns the mean loss and the logits of a prepared
+    batch; ``passes_per_example`` is the number of example-level forward+backward passes one
+    ``prepare`` + ``loss`` costs (the loop adds it to ``fwd_bwd``).
     """
 
     passes_per_example = 1
+
+    def prepare(self, model: torch.nn.Module, batch: Batch) -> Batch:
+        return batch
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(batch.x)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .adversarial import build_objective, build_robust_monitor
 from .config import ConfigError, RunConfig
 from .data import load_dataset, make_loaders
 from .hooks import Batch, Callback, Objective
@@ -112,7 +113,8 @@ class Trainer:
     """Owns the model, data loaders, optimizer, scheduler and callbacks of one run."""
 
     def __init__(self, config: RunConfig, model: torch.nn.Module, train_loader, test_loader,
-                 device: torch.device, callbacks: Sequence[Callback] = (), objective: Objective | None = None):
+                 device: torch.device, callbacks: Sequence[Callback] = (), objective: Objective | None = None,
+                 robust_monitor=None):
         self.config = config
         self.device = device
         self.model = model.to(device)
@@ -120,6 +122,7 @@ class Trainer:
         self.test_loader = test_loader
         self.callbacks = list(callbacks)
         self.objective = objective or Objective()
+        self.robust_monitor = robust_monitor  # robust_acc at evaluation epochs (adversarial.RobustMonitor)
         self.optimizer = build_optimizer(config, self.model.parameters())
         self.scheduler = build_scheduler(self.optimizer, config, len(train_loader))
         self.state = TrainState()
@@ -147,7 +150,7 @@ class Trainer:
         bar = tqdm(self.train_loader.epoch(epoch), total=len(self.train_loader), leave=False,
                    disable=not progress, desc=f"epoch {epoch + 1}")
         for step_in_epoch, (x, y) in enumerate(bar):
-            batch = Batch(x, y, epoch, step_in_epoch)
+            batch = self.objective.prepare(self.model, Batch(x, y, epoch, step_in_epoch))
             self.optimizer.zero_grad(set_to_none=True)
             loss, logits = self.objective.loss(self.model, batch)
             loss.backward()
@@ -218,6 +221,8 @@ class Trainer:
                 if self.state.epoch % config.eval_every == 0 or self.state.epoch == config.epochs:
                     start = time.perf_counter()
                     metrics["test_loss"], metrics["test_acc"] = self.evaluate()
+                    if self.robust_monitor is not None:
+                        metrics.update(self.robust_monitor(self.model, final=self.state.epoch == config.epochs))
                     self.state.eval_time += time.perf_counter() - start
                 row = self._append_row(metrics, epoch=self.state.epoch)
                 bar.update(1)
@@ -237,6 +242,9 @@ class Trainer:
                                "test_acc": metrics.get("test_acc", float("nan")), "lr": metrics["lr"],
                                "wall_time": self.state.wall_time, "eval_time": self.state.eval_time,
                                "fwd_bwd": self.state.fwd_bwd, "density": 1.0}
+        if self.robust_monitor is not None:
+            row["robust_acc"] = metrics.get("robust_acc", float("nan"))
+            row["robust_n"] = metrics.get("robust_n", 0)
         if completed:  # a diverged epoch has no meaningful callback metrics
             for callback in self.callbacks:
                 row.update(callback.epoch_metrics(self))
@@ -278,7 +286,8 @@ def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
         torch.backends.cudnn.benchmark = True
     seed_everything(config.seed)
     model = build_model_for(config, data_info)
-    trainer = Trainer(config, model, train_loader, test_loader, device)
+    trainer = Trainer(config, model, train_loader, test_loader, device, objective=build_objective(config),
+                      robust_monitor=build_robust_monitor(config, test_loader))
     trainer.callbacks.extend(build_callbacks(config, trainer))
     return trainer, data_info
 

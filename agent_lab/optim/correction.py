@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch.nn.functional as F
+
 from ..config import CORRECTOR_RULES, ConfigError
 from ..hooks import Batch, Callback
 from .agent import GradientCorrector
@@ -45,24 +47,47 @@ class CorrectionCallback(Callback):
         self.epoch_c_hat_star = math.nan
 
     def before_optimizer_step(self, trainer, batch: Batch) -> None:
-        def loss_fn(model, x, y):
-            return trainer.objective.loss(model, Batch(x, y, batch.epoch, batch.step))[0]
+        def loss_fn(model, x, y):  # the batch's own (adversarial) examples: the same for g(θ) and g(θ̃)
+            return trainer.objective.loss(model, Batch(x, y, batch.epoch, batch.step, batch.x_adv))[0]
 
         if self.corrector is not None and trainer.state.step % self.refresh_every == 0:
-            report = self.corrector.refresh(self.full_pass_loader.epoch(0), loss_fn)
-            trainer.count_passes(report["fwd_bwd"])
+            full_loss, passes = self._full_pass_objective(trainer)
+            report = self.corrector.refresh(self.full_pass_loader.epoch(0), full_loss)
+            trainer.count_passes(report["fwd_bwd"] * passes)
             if not math.isnan(report["c_hat_star"]):
                 self.epoch_c_hat_star = report["c_hat_star"]
         if self.sparsifier is not None and self.sparsifier.will_update():
             self.sparsifier.record_dense_gradients(
                 {name: p.grad.detach().clone() for name, p in self.sparsifier.params.items() if p.grad is not None})
         if self.mvr is not None:
-            trainer.count_passes(self.mvr.transform_(batch.x, batch.y, loss_fn))
+            trainer.count_passes(self.mvr.transform_(batch.x, batch.y, loss_fn) * trainer.objective.loss_passes_per_example)
             if self.mvr.lr is not None:  # STORM's adaptive step replaces the scheduled lr for this step
                 for group in trainer.optimizer.param_groups:
                     group["lr"] = self.mvr.lr
         else:
-            trainer.count_passes(self.corrector.correct_(batch.x, batch.y, loss_fn))
+            trainer.count_passes(self.corrector.correct_(batch.x, batch.y, loss_fn)
+                                 * trainer.objective.loss_passes_per_example)
+
+    def _full_pass_objective(self, trainer):
+        """The loss of the full-gradient pass and its passes per example.
+
+        Standard training: the training objective. Adversarial training: the natural loss on clean
+        data by default (the paper, §4.2), or the adversarial objective with
+        ``full_grad_objective='adversarial'`` (each loss evaluation then attacks the model it is
+        evaluated at, from a start seeded by the batch's position in the pass).
+        """
+        objective = trainer.objective
+        if trainer.config.adversarial == "none":
+            return (lambda model, x, y: objective.loss(model, Batch(x, y, 0, 0))[0]), 1
+        if trainer.config.full_grad_objective == "clean":
+            return (lambda model, x, y: F.cross_entropy(model(x), y)), 1
+        position = {"step": 0}
+
+        def adversarial_loss(model, x, y):
+            position["step"] += 1
+            return objective.loss(model, Batch(x, y, -1 - trainer.state.step, position["step"]))[0]
+
+        return adversarial_loss, objective.passes_per_example
 
     def epoch_metrics(self, trainer) -> dict[str, float]:
         if self.corrector is None:

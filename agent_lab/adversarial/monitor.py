@@ -1,0 +1,52 @@
+"""Robust accuracy during training: the ``robust_acc`` history column.
+
+Every ``eval_every`` epochs the monitor attacks a fixed test subset (``robust_eval_subset``
+examples drawn once with the run seed, so every epoch sees the same examples); at the last epoch
+it attacks the whole test set. The number of examples is logged as ``robust_n``.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..data import InMemoryLoader
+from .attacks import PGD, named_attack
+from .evaluation import RobustResult, robust_evaluate
+
+# Default in-training robust evaluation of adversarial runs (none for standard training).
+DEFAULT_ROBUST_EVAL = "pgd20"
+
+
+def resolved_robust_eval(config) -> str:
+    if config.robust_eval is not None:
+        return config.robust_eval
+    return "none" if config.adversarial == "none" else DEFAULT_ROBUST_EVAL
+
+
+class RobustMonitor:
+    def __init__(self, attack: PGD, test_loader, *, restarts: int = 1, subset: int | None = None,
+                 seed: int = 0) -> None:
+        self.attack, self.restarts, self.seed = attack, restarts, seed
+        self.full = test_loader
+        self.partial = test_loader
+        images = getattr(test_loader, "images", None)
+        if subset is not None and images is not None and subset < len(test_loader.labels):
+            g = torch.Generator().manual_seed(seed)
+            keep = torch.randperm(len(test_loader.labels), generator=g)[:subset].sort().values.to(images.device)
+            self.partial = InMemoryLoader(images[keep], test_loader.labels[keep], test_loader.batch_size,
+                                          shuffle=False, augment=False, device=images.device)
+        self.last: RobustResult | None = None
+
+    def __call__(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:
+        loader = self.full if final else self.partial
+        self.last = robust_evaluate(model, loader.epoch(0), self.attack, restarts=self.restarts, seed=self.seed,
+                                    total=len(loader))
+        return {"robust_acc": self.last.robust_acc, "robust_n": self.last.n}
+
+
+def build_robust_monitor(config, test_loader) -> RobustMonitor | None:
+    name = resolved_robust_eval(config)
+    if name == "none":
+        return None
+    attack = named_attack(name, config.epsilon, bn_mode=config.attack_bn)
+    return RobustMonitor(attack, test_loader, restarts=config.robust_eval_restarts,
+                         subset=config.robust_eval_subset, seed=config.seed)
