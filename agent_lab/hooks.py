@@ -69,10 +69,12 @@ class Objective:
     ``prepare`` runs once per training batch before any loss (adversarial objectives attack there
     and store ``x_adv`` in the batch); ``loss`` returns the mean loss and the logits of a prepared
     batch; ``passes_per_example`` is the number of example-level forward+backward passes one
-    ``prepare`` + ``loss`` costs (the loop adds it to ``fwd_bwd``).
+    ``prepare`` + ``loss`` costs (the loop adds it to ``fwd_bwd``); ``loss_passes_per_example`` those of
+    one ``loss`` on an already prepared batch (what an auxiliary gradient on the same batch costs).
     """
 
     passes_per_example = 1
+    loss_passes_per_example = 1
 
     def prepare(self, model: torch.nn.Module, batch: Batch) -> Batch:
         return batch
