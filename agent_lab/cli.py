@@ -95,6 +95,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .adversarial.run_evaluation import evaluate_run
+
+    result = evaluate_run(args.run, attack=args.attack, restarts=args.restarts, epsilon=args.epsilon,
+                          limit=args.limit, batch_size=args.batch_size, device=args.device, seed=args.seed,
+                          progress=not args.quiet)
+    summary = result.summary()
+    print(f"{args.attack} x {args.restarts} restarts, epsilon {summary['epsilon']:.6g} "
+          f"({summary['epsilon'] * 255:g}/255), step {summary['step_size']:.6g}, {summary['n']} test examples")
+    print(f"clean accuracy:  {summary['clean_acc']:.4f}\nrobust accuracy: {summary['robust_acc']:.4f}")
+    print(f"time: {summary['seconds']:.1f} s; per-example results and summary written to {args.run}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent-lab", description=(
         "AGENT adaptive gradient correction for sparse training: train, resume and inspect runs."))
@@ -114,6 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--quiet", action="store_true", help="no progress bars")
     quick.set_defaults(handler=cmd_quickstart)
 
+    evaluate = sub.add_parser("evaluate", help="robust accuracy of a stored run (PGD-k with restarts)")
+    evaluate.add_argument("--run", required=True, help="run folder (as written by train)")
+    evaluate.add_argument("--attack", default="pgd50", choices=("pgd10", "pgd20", "pgd50"),
+                          help="pgd50/pgd20: step 2.5*eps/steps; pgd10: step eps/4 [default: pgd50]")
+    evaluate.add_argument("--restarts", type=int, default=10, help="random restarts [default: 10]")
+    evaluate.add_argument("--epsilon", type=float, default=None, help="L-inf radius [default: the run's]")
+    evaluate.add_argument("--limit", type=int, default=None, help="attack a stratified subset of N test examples")
+    evaluate.add_argument("--batch-size", type=int, default=None, help="attack batch size [default: the run's eval_batch_size]")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [default: auto]")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the random starts [default: 0]")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
     runs = sub.add_parser("runs", help="list the runs under a folder")
     runs.add_argument("--out", default="runs", help="folder that holds run folders")
     runs.set_defaults(handler=cmd_runs)
@@ -127,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DataUnavailableError, FileNotFoundError) as error:
+    except (ConfigError, DataUnavailableError, FileNotFoundError, ValueError) as error:
         print(f"agent-lab: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -173,10 +173,11 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def run_name(self) -> str:
-        """Readable, unique folder name: model, data, pipeline, optimizer, seed and the hash."""
+        """Readable, unique folder name: model, data, pipeline, optimizer, adversarial objective, seed, hash."""
         sparse = "" if self.pipeline == "dense" else f"{self.sparsity:g}"
+        adversarial = "" if self.adversarial == "none" else f"_{self.adversarial}"
         return (f"{self.model}-w{self.width:g}_{self.dataset}_{self.pipeline}{sparse}_"
-                f"{self.optimizer}_s{self.seed}_{self.config_hash()}")
+                f"{self.optimizer}{adversarial}_s{self.seed}_{self.config_hash()}")
 
 
 def _fail(name: str, value: Any, expected: str) -> None:

@@ -1,0 +1,55 @@
+"""Robust evaluation of a stored run: ``agent-lab evaluate --run DIR --attack pgd50 --restarts 10``.
+
+The run's model is rebuilt from its last checkpoint and attacked on the run's test set (the
+same ``test_subset`` it was trained with, or a class-stratified ``limit`` examples of it). Per-example
+results go to ``<run>/robust_<attack>x<restarts>_eps<ε·255>.csv`` and the summary is merged into
+``<run>/robust_eval.json`` under the same key, so several protocols can sit side by side.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import load_dataset, make_loaders
+from ..runs import load_run, read_json, write_csv, write_json
+from .attacks import named_attack
+from .evaluation import RobustResult, robust_evaluate
+
+SUMMARY_FILE = "robust_eval.json"
+
+
+def evaluation_key(attack: str, restarts: int, epsilon: float) -> str:
+    return f"robust_{attack}x{restarts}_eps{epsilon * 255:g}"
+
+
+def evaluate_run(run_dir: str | Path, *, attack: str = "pgd50", restarts: int = 10, epsilon: float | None = None,
+                 limit: int | None = None, batch_size: int | None = None, device: str = "auto", seed: int = 0,
+                 progress: bool = True, save: bool = True) -> RobustResult:
+    """Attack the run in ``run_dir`` with ``attack`` × ``restarts`` (ε defaults to the run's)."""
+    from ..train import resolve_device
+
+    run = load_run(run_dir)
+    config = run.config
+    epsilon = config.epsilon if epsilon is None else epsilon
+    pgd = named_attack(attack, epsilon, bn_mode=config.attack_bn)  # validates attack and epsilon first
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit: {limit!r} is invalid; expected a positive number of test examples")
+    torch_device = resolve_device(device)
+    model = run.load_model(torch_device)
+    bundle = load_dataset(config.dataset, config.data_root)
+    if config.train_subset is not None or config.test_subset is not None:
+        bundle = bundle.subset(config.train_subset, config.test_subset, seed=config.seed)
+    if limit is not None:
+        bundle = bundle.subset(None, min(limit, len(bundle.test)), seed=config.seed)
+    _, test_loader = make_loaders(bundle, config.batch_size, eval_batch_size=batch_size or config.eval_batch_size,
+                                  seed=config.seed, device=torch_device, augment=False)
+    result = robust_evaluate(model, test_loader.epoch(0), pgd, restarts=restarts, seed=seed, progress=progress,
+                             total=len(test_loader))
+    if save:
+        key = evaluation_key(attack, restarts, epsilon)
+        run_path = Path(run.run_dir)
+        write_csv(run_path / f"{key}.csv", result.per_example)
+        summary_path = run_path / SUMMARY_FILE
+        summaries = read_json(summary_path) if summary_path.exists() else {}
+        summaries[key] = {**result.summary(), "attack": attack, "seed": seed, "limit": limit}
+        write_json(summary_path, summaries)
+    return result
