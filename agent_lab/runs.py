@@ -134,6 +134,8 @@ def list_runs(out: str | Path) -> pd.DataFrame:
     """One row per run folder under ``out``: status, epochs done and the final metrics."""
     rows = []
     for config_path in sorted(Path(out).expanduser().glob(f"*/{CONFIG_FILE}")):
+        if "hydra" in read_json(config_path):  # a multi-phase HYDRA folder (adversarial.hydra), not one run
+            continue
         run = load_run(config_path.parent)
         row = {"run": run.run_dir.name, "status": run.status, **run.config.to_dict()}
         if len(run.history):

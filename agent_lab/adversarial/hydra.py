@@ -335,7 +335,7 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
         n = epochs[index]
         trainer = Trainer(config.replace(epochs=state.epoch + n), model, *loaders, device, callbacks=[callback],
                           objective=objective, robust_monitor=monitor)
-        trainer.state = state
+        trainer.state = state  # shared: the phase adds its epochs, passes and rows to the run's state
         return trainer, config.replace(epochs=n)
 
     def finish(status: str, trainer) -> HydraResult:
@@ -353,7 +353,6 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
         if status != "completed":
             return finish(status, trainer)
         save_phase("pretrain", trainer)
-        state = trainer.state
 
     if done < 2:
         trainable = {p: p.requires_grad for p in model.parameters()}
@@ -375,7 +374,6 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
             return finish(status, trainer)
         # The weights are saved as they are (unmasked): the fine-tuning sparsifier masks them.
         save_phase("prune", trainer, masks=masks, scores=final_scores)
-        state = trainer.state
 
     trainer, schedule = phase_trainer(2, _PhaseColumns("finetune", density))
     trainer.scheduler = build_scheduler(trainer.optimizer, schedule, len(trainer.train_loader))
