@@ -175,6 +175,7 @@ def test_run_folder(run):
     hydra = config.pop("hydra")
     assert RunConfig.from_dict(config) == CONFIG
     assert hydra["sparsity"] == SPARSITY and hydra["prune_epochs"] == 1 and hydra["score_init"] == "scaled"
+    assert hydra["finetune_lr"] == pytest.approx(0.1 * CONFIG.lr)  # HYDRA's default: a tenth of the lr
     meta = json.loads((run.run_dir / "meta.json").read_text())
     assert meta["status"] == "completed" and meta["fwd_bwd"] == 1152
 
@@ -227,6 +228,7 @@ def test_erk_distribution_gives_erk_counts(tmp_path):
     (dict(sparsity=0.9, distribution="gaussian"), "distribution"),
     (dict(sparsity=0.9, prune_epochs=0), "prune_epochs"),
     (dict(sparsity=0.9, score_lr=-1.0), "score_lr"),
+    (dict(sparsity=0.9, finetune_lr=0.0), "finetune_lr"),
 ])
 def test_bad_inputs_raise_before_writing(tmp_path, kwargs, field):
     config = kwargs.pop("config", CONFIG)

@@ -37,9 +37,9 @@ Choices, checked against the authors' code (github.com/inspire-group/hydra):
   bit-identical before and after the phase. BatchNorm running statistics still update (train
   mode), as in HYDRA. Their code leaves the BatchNorm affine parameters trainable unless
   ``--freeze-bn`` is given; freezing them keeps the phase a pure mask search.
-* **fine-tuning** uses the config's optimiser settings (lr, momentum, weight decay, schedule) over
-  the fine-tuning epochs. The authors fine-tune at 0.1x the pre-training lr (0.01 vs 0.1); pass a
-  config with the lr you want.
+* **fine-tuning** uses the config's optimiser settings (momentum, weight decay, schedule) over
+  the fine-tuning epochs at ``finetune_lr``, by default 0.1x the config's lr as the authors do
+  (0.01 after pre-training at 0.1).
 
 Epoch numbering, ``fwd_bwd``, ``wall_time`` and ``eval_time`` continue across phases, and so does
 the data order (epoch ``e`` of the whole run sees the data order of epoch ``e``). Each finished
@@ -71,6 +71,7 @@ from ..sparse.engine import Sparsifier
 from ..sparse.masks import MaskState, maskable_parameters
 
 PHASES = ("pretrain", "prune", "finetune")
+FINETUNE_LR_FACTOR = 0.1  # HYDRA fine-tunes at 0.01 after pre-training at 0.1
 SCORE_INITS = ("scaled", "kaiming")
 ADVERSARIAL_CHOICES = ("at", "trades")
 # Base optimisers only: the gradient-correcting ones need callbacks this pipeline does not build.
@@ -264,12 +265,13 @@ def _load_completed(config: RunConfig, run_dir: Path) -> HydraResult:
 
 def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, pretrain_epochs: int | None = None,
               prune_epochs: int | None = None, finetune_epochs: int | None = None, score_lr: float = 0.1,
-              score_init: str = "scaled", distribution: str = "uniform", resume: bool = True,
-              progress: bool = True) -> HydraResult:
+              score_init: str = "scaled", distribution: str = "uniform", finetune_lr: float | None = None,
+              resume: bool = True, progress: bool = True) -> HydraResult:
     """HYDRA on ``config`` (a dense adversarial config) to ``sparsity``, in the run folder
     ``out/hydra_..._<hash>``.
 
-    Phase epochs default to :func:`hydra_phase_epochs`. With ``resume=True`` finished phases are
+    Phase epochs default to :func:`hydra_phase_epochs`. ``finetune_lr`` defaults to 0.1 × ``config.lr``
+    (HYDRA fine-tunes at a tenth of the pre-training lr). With ``resume=True`` finished phases are
     loaded from their checkpoints (a completed run is returned without training); ``resume=False``
     starts over. Bad arguments raise ``ValueError`` naming the argument or field, before anything
     is written.
@@ -282,10 +284,13 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
     epochs = tuple(given if given is not None else default for given, default in
                    zip((pretrain_epochs, prune_epochs, finetune_epochs), hydra_phase_epochs(config)))
     _validate(config, sparsity, epochs, score_lr, score_init, distribution)
+    finetune_lr = FINETUNE_LR_FACTOR * config.lr if finetune_lr is None else finetune_lr
+    if isinstance(finetune_lr, bool) or not isinstance(finetune_lr, (int, float)) or not 0 < finetune_lr < math.inf:
+        raise ValueError(f"finetune_lr: {finetune_lr!r} is invalid; expected a finite number > 0")
     hydra_args = {"sparsity": float(sparsity), "pretrain_epochs": epochs[0], "prune_epochs": epochs[1],
                   "finetune_epochs": epochs[2], "score_lr": float(score_lr), "score_init": score_init,
                   "distribution": distribution, "score_momentum": SCORE_MOMENTUM,
-                  "score_weight_decay": SCORE_WEIGHT_DECAY}
+                  "score_weight_decay": SCORE_WEIGHT_DECAY, "finetune_lr": float(finetune_lr)}
     run_dir = _run_dir(config, out, hydra_args)
     if resume and (run_dir / phase_file("finetune")).exists():
         return _load_completed(config, run_dir)
@@ -333,10 +338,11 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
     def phase_trainer(index: int, callback: Callback):
         """A trainer for phase ``index`` that continues the run's counters, history and data order."""
         n = epochs[index]
-        trainer = Trainer(config.replace(epochs=state.epoch + n), model, *loaders, device, callbacks=[callback],
+        phase_config = config.replace(lr=finetune_lr) if PHASES[index] == "finetune" else config
+        trainer = Trainer(phase_config.replace(epochs=state.epoch + n), model, *loaders, device, callbacks=[callback],
                           objective=objective, robust_monitor=monitor)
         trainer.state = state  # shared: the phase adds its epochs, passes and rows to the run's state
-        return trainer, config.replace(epochs=n)
+        return trainer, phase_config.replace(epochs=n)
 
     def finish(status: str, trainer) -> HydraResult:
         meta.update(status=status, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
