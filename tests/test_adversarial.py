@@ -345,7 +345,6 @@ def test_robust_evaluate_leaves_the_model_and_rng_untouched(bn_mode):
     assert p0.grad is grad and torch.equal(grad, torch.ones_like(p0))
 
 
-@pytest.mark.xfail(strict=True, reason="bn_mode='train' attacks run dropout on the global RNG stream")
 def test_train_mode_attack_keeps_the_global_rng_with_dropout():
     model = _cnn(dropout=0.5).eval()
     x, y = _images()
@@ -354,7 +353,6 @@ def test_train_mode_attack_keeps_the_global_rng_with_dropout():
     assert torch.equal(torch.get_rng_state(), rng)
 
 
-@pytest.mark.xfail(strict=True, reason="PGD.perturb needs autograd and fails inside torch.no_grad()")
 def test_perturb_works_under_no_grad():
     model = _cnn().eval()
     x, y = _images()
@@ -596,14 +594,11 @@ def test_agent_adversarial_full_gradient_pass_attacks(monkeypatch, tmp_path):
     assert len(calls) == steps + full_pass_batches
 
 
-@pytest.mark.xfail(strict=True, reason="the snapshot losses of a later refresh run the attack under no_grad")
 def test_agent_adversarial_full_gradient_pass_survives_a_second_refresh(tmp_path):
     result = _run(AGENT_AT.replace(full_grad_objective="adversarial", epochs=2), tmp_path)
     assert result.status == "completed"
 
 
-@pytest.mark.xfail(strict=True, reason="the full pass seeds each loss call, not each batch: θ and θ̃ get "
-                                       "different random starts on the same batch")
 def test_agent_adversarial_full_pass_attacks_both_snapshots_from_the_same_start(monkeypatch, tmp_path):
     calls = []
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..optim.agent import _module_preserved
+from ..optim.agent import _module_preserved, _rng_preserved
 
 RANDOM_STARTS = ("uniform", "normal", "none")
 ATTACK_LOSSES = ("ce", "kl")
@@ -81,7 +81,8 @@ class PGD:
         low, high = (x - self.epsilon).clamp_(min=0), (x + self.epsilon).clamp_(max=1)
         if self.epsilon == 0:
             return x.clone()
-        with attacking(model, self.bn_mode):
+        # enable_grad: callers may attack inside no_grad (e.g. a loss evaluated for ĉ* only).
+        with attacking(model, self.bn_mode), torch.enable_grad():
             reference = None
             if self.loss == "kl":
                 with torch.no_grad():
@@ -116,8 +117,9 @@ class PGD:
 
 @contextlib.contextmanager
 def attacking(model: nn.Module, bn_mode: str = "eval") -> Iterator[None]:
-    """Run an attack: eval (or train) mode, and modes, buffers and ``.grad`` restored afterwards."""
-    with _module_preserved(model):
+    """Run an attack: eval (or train) mode; modes, buffers, ``.grad`` and global RNG restored afterwards."""
+    # The RNG is rolled back too: in train mode, dropout layers would draw from the global stream.
+    with _rng_preserved(), _module_preserved(model):
         model.train(bn_mode == "train")
         yield
 

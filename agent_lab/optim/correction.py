@@ -84,7 +84,8 @@ class CorrectionCallback(Callback):
         position = {"step": 0}
 
         def adversarial_loss(model, x, y):
-            position["step"] += 1
+            if model is trainer.model:  # the live model comes first on each batch; θ̃ reuses its seed
+                position["step"] += 1
             return objective.loss(model, Batch(x, y, -1 - trainer.state.step, position["step"]))[0]
 
         return adversarial_loss, objective.passes_per_example
