@@ -47,7 +47,7 @@ def test_bad_flags_give_one_line_errors_and_write_nothing(argv, field, tmp_path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["quickstart"], ["runs"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["quickstart"], ["runs"], ["evaluate"]])
 def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
@@ -61,3 +61,42 @@ def test_runs_lists_the_store(tmp_path, capsys):
     capsys.readouterr()
     assert main(["runs", "--out", str(tmp_path)]) == 0
     assert "completed" in capsys.readouterr().out
+
+
+def test_evaluate_attacks_a_stored_run(tmp_path, capsys):
+    main(["train", "--dataset", "synthetic", "--width", "0.125", "--epochs", "1", "--test_subset", "64",
+          "--out", str(tmp_path), "--quiet", "--device", "cpu"])
+    (run_dir,) = tmp_path.iterdir()
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), "--attack", "pgd20", "--restarts", "2", "--limit", "40",
+                 "--quiet", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "pgd20 x 2 restarts" in out and "robust accuracy" in out
+    per_example = pd.read_csv(run_dir / "robust_pgd20x2_eps8.csv")
+    assert len(per_example) == 40 and (per_example["robust"] <= per_example["clean_correct"]).all()
+    summary = pd.read_json(run_dir / "robust_eval.json", typ="series")["robust_pgd20x2_eps8"]
+    assert summary["n"] == 40 and summary["robust_acc"] == pytest.approx(per_example["robust"].mean())
+    assert summary["clean_acc"] == pytest.approx(per_example["clean_correct"].mean()) and summary["steps"] == 20
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--attack", "pgd7"], "invalid choice"),
+    (["--restarts", "0"], "restarts"),
+    (["--epsilon", "2"], "epsilon"),
+])
+def test_evaluate_bad_arguments(argv, message, tmp_path, capsys):
+    main(["train", "--dataset", "synthetic", "--width", "0.125", "--epochs", "1", "--test_subset", "32",
+          "--out", str(tmp_path), "--quiet", "--device", "cpu"])
+    (run_dir,) = tmp_path.iterdir()
+    capsys.readouterr()
+    try:
+        code = main(["evaluate", "--run", str(run_dir), "--quiet", "--device", "cpu", *argv])
+    except SystemExit as exit_:  # argparse rejects unknown choices itself
+        code = exit_.code
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (run_dir / "robust_eval.json").exists()
+
+
+def test_evaluate_of_a_missing_run(tmp_path, capsys):
+    assert main(["evaluate", "--run", str(tmp_path / "nothing"), "--quiet"]) == 2
+    assert "not a run folder" in capsys.readouterr().err
