@@ -221,6 +221,20 @@ def test_snapshot_correlation_of_a_model_with_itself_is_one():
     assert expected < 0.999
 
 
+def test_paired_passes_share_dropout_masks():
+    # dropout active: each batch's passes at the two models replay the same RNG state
+    model = make_model("mlp", dropout=True).train()
+    batches = make_batches("mlp")
+    assert snapshot_correlation(model, model, batches) == 1.0
+    assert snapshot_correlation(model, copy.deepcopy(model), batches) == 1.0
+    evaluating = copy.deepcopy(model).eval()  # the snapshot takes the model's per-module modes
+    assert snapshot_correlation(model, evaluating, batches) == 1.0
+    assert not any(m.training for m in evaluating.modules())
+    assert gradient_correlation(model, batches, sigma=0.0, replicates=2).values == (1.0, 1.0)
+    curve = variance_vs_c(model, copy.deepcopy(model), batches)
+    assert curve.c_star == pytest.approx(1.0, rel=1e-12) and curve.at(1.0) == pytest.approx(0.0, abs=1e-15)
+
+
 def test_full_gradient_is_size_weighted_float64():
     model = make_model("cnn")
     batches = make_batches("cnn", sizes=[7, 4, 2])
@@ -275,6 +289,7 @@ def test_variance_replicates_perturb_the_weights():
     for r in range(3):
         var = torch.var(hand_stack(hand_perturbed(model, 0.05, 4, r), batches), dim=0)
         assert result.per_replicate_trace[r] == pytest.approx(float(var.sum()), rel=1e-10, abs=0)
+        assert result.per_replicate_mean_variance[r] == pytest.approx(float(var.mean()), rel=1e-10, abs=0)
     assert len(set(result.per_replicate_trace)) == 3
     assert result.trace == pytest.approx(np.mean(result.per_replicate_trace), rel=1e-14)
     assert result.trace_std == pytest.approx(np.std(result.per_replicate_trace, ddof=1), rel=1e-12)

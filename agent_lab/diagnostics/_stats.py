@@ -73,7 +73,7 @@ class CrossMoments:
         self.mean_o.add_(do / self.count)
         self.m2_g.add_(dg * (g - self.mean_g))
         self.m2_o.add_(do * (o - self.mean_o))
-        self.c_go.add_(do * (o - self.mean_o))
+        self.c_go.add_(dg * (o - self.mean_o))
 
     def traces(self) -> tuple[float, float, float]:
         """(tr Var(g), tr Var(o), tr Cov(g, o)), unbiased; needs count >= 2."""
