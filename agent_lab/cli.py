@@ -109,6 +109,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from .diagnostics.checkpoint import diagnose_run
+
+    what = [w.strip() for w in args.what.split(",") if w.strip()]
+    table = diagnose_run(args.run, what, batches=args.batches, sigma=args.sigma, variance_sigma=args.variance_sigma,
+                         replicates=args.replicates, active_only=args.active_only, seed=args.seed, device=args.device)
+    columns = ["metric", "value", "std", "replicates", "sigma", "batches", "n_active", "seconds"]
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    print(f"written to {args.run}/diagnostics.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent-lab", description=(
         "AGENT adaptive gradient correction for sparse training: train, resume and inspect runs."))
@@ -140,6 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the random starts [default: 0]")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    diagnose = sub.add_parser("diagnose", help="gradient variance and correlation under perturbation of a stored run")
+    diagnose.add_argument("--run", required=True, help="run folder (as written by train)")
+    diagnose.add_argument("--what", default="variance,correlation",
+                          help="comma-separated: variance, correlation [default: both]")
+    diagnose.add_argument("--batches", type=int, default=20, help="minibatches of the variance [default: 20]")
+    diagnose.add_argument("--sigma", type=float, default=0.015,
+                          help="std of the weight perturbation of the correlation (Table 7) [default: 0.015]")
+    diagnose.add_argument("--variance-sigma", type=float, default=0.015,
+                          help="std of the weight perturbation of the variance replicates [default: 0.015]")
+    diagnose.add_argument("--replicates", type=int, default=3, help="perturbation replicates [default: 3]")
+    diagnose.add_argument("--active-only", action="store_true",
+                          help="perturb only unmasked weights (masked weights stay 0)")
+    diagnose.add_argument("--seed", type=int, default=0, help="seed of the perturbations and batches [default: 0]")
+    diagnose.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [default: auto]")
+    diagnose.set_defaults(handler=cmd_diagnose)
 
     runs = sub.add_parser("runs", help="list the runs under a folder")
     runs.add_argument("--out", default="runs", help="folder that holds run folders")

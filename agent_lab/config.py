@@ -35,6 +35,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "attack_bn": ("eval", "train"),
     "full_grad_objective": ("clean", "adversarial"),
     "robust_eval": ("none", "pgd10", "pgd20", "pgd50"),
+    "diagnostics": ("none", "correlation", "variance", "all"),
     "input_norm": ("dataset", "none"),
 }
 
@@ -137,6 +138,11 @@ class RunConfig:
     robust_eval_restarts: int = field(default=1, metadata=_doc("restarts of the in-training robust evaluation"))
     robust_eval_subset: int | None = field(default=1000, metadata=_doc(
         "test examples attacked every eval_every epochs (the whole test set at the end; none = always all)"))
+    # diagnostics logged during training
+    diagnostics: str = field(default="none", metadata=_doc(
+        "history diagnostics: correlation (grad_corr of consecutive full gradients, correcting optimizers), "
+        "variance (grad_var, var_ratio, c_var_opt each epoch), all"))
+    diagnostics_batches: int = field(default=20, metadata=_doc("training batches of the per-epoch variance diagnostic"))
     # bookkeeping
     eval_every: int = field(default=1, metadata=_doc("evaluate on the test set every N epochs (and at the end)"))
     seed: int = field(default=0, metadata=_doc("random seed (model init, data order, augmentation)"))
@@ -211,7 +217,7 @@ def _check_number(cfg: RunConfig, name: str, kind: type, low: float | None = Non
 
 def _validate(cfg: RunConfig) -> None:
     for name in ("dataset", "model", "pipeline", "optimizer", "weight_decay_mode", "lr_schedule",
-                 "adversarial", "input_norm", "dense_layers", "attack_bn", "full_grad_objective"):
+                 "adversarial", "input_norm", "dense_layers", "attack_bn", "full_grad_objective", "diagnostics"):
         _check_choice(cfg, name)
     for name in ("sparse_init", "growth", "coef_rule", "robust_eval"):
         if getattr(cfg, name) is not None:
@@ -236,6 +242,10 @@ def _validate(cfg: RunConfig) -> None:
     _validate_sparse(cfg)
     _validate_correction(cfg)
     _validate_adversarial(cfg)
+    _check_number(cfg, "diagnostics_batches", int, 2)
+    if cfg.diagnostics in ("correlation", "all") and cfg.optimizer not in CORRECTOR_RULES:
+        _fail("diagnostics", cfg.diagnostics, "the gradient correlation compares AGENT's full gradients: it needs a "
+              f"correcting optimizer ({', '.join(CORRECTOR_RULES)}); 'variance' works with any")
     if cfg.nesterov and cfg.momentum == 0:
         _fail("nesterov", cfg.nesterov, "Nesterov momentum needs momentum > 0")
     if len(cfg.lr_milestones) != len(cfg.lr_factors):

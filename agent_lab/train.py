@@ -257,6 +257,7 @@ class Trainer:
 
 def build_callbacks(config: RunConfig, trainer: "Trainer") -> list[Callback]:
     """Callbacks a config asks for, attached to the trainer's model and optimizer."""
+    from .diagnostics.in_training import build_diagnostics
     from .optim.correction import build_correction
     from .sparse import SparsityCallback, build_sparsifier
 
@@ -264,6 +265,9 @@ def build_callbacks(config: RunConfig, trainer: "Trainer") -> list[Callback]:
     total_steps = config.epochs * len(trainer.train_loader)
     sparsifier = build_sparsifier(config, trainer.model, trainer.optimizer, total_steps)
     correction = build_correction(config, trainer, sparsifier)
+    diagnostics = build_diagnostics(config, trainer, correction, sparsifier)
+    if diagnostics is not None:  # sees the outgoing full gradient before the correction refreshes it
+        callbacks.append(diagnostics)
     if correction is not None:  # rewrites the gradient before the sparsifier's hook masks it
         callbacks.append(correction)
     if sparsifier is not None:

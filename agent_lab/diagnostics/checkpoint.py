@@ -1,0 +1,104 @@
+"""Diagnostics of a stored run's final model: ``agent-lab diagnose --run DIR``.
+
+The model is rebuilt from the run's checkpoint and its sparsity masks are read from the saved
+sparsifier state (never inferred from zero weights, which would misread weights that are exactly
+zero). On the run's training set (its ``train_subset``, without augmentation, natural loss):
+
+* ``variance``: gradient variance across ``batches`` minibatches of the run's batch size, drawn
+  in a fixed shuffled order (seed ``seed``, partial batch dropped), BN in train mode, at the
+  checkpoint perturbed by N(0, ``variance_sigma``²) in ``replicates`` replicates (App. C.1:
+  "add small perturbations to the weights ... three replicates"; the paper gives no σ for this
+  one, the default is Table 7's 0.015);
+* ``correlation``: the Pearson correlation between the full gradient over the whole training
+  set at w and at w + N(0, ``sigma``²), ``replicates`` replicates (Table 7, App. B.6).
+
+Statistics are over active (unmasked) coordinates. Results are returned as a tidy DataFrame
+(``metric, value, std, replicates, ...``) and merged into ``<run>/diagnostics.json``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from ..data import InMemoryLoader, load_dataset
+from ..runs import CHECKPOINT_FILE, load_checkpoint, load_run, read_json, write_json
+from .correlation import gradient_correlation
+from .variance import gradient_variance
+
+CHECKPOINT_DIAGNOSTICS = ("variance", "correlation")
+SUMMARY_FILE = "diagnostics.json"
+
+
+def run_masks(checkpoint: dict) -> dict[str, torch.Tensor] | None:
+    """The sparsity masks saved in a training checkpoint (None for a dense run)."""
+    state = checkpoint.get("callbacks", {}).get("sparsity")
+    if not state:
+        return None
+    return {name: mask.bool() for name, mask in state["sparsifier"]["masks"]["masks"].items()}
+
+
+def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTICS, *, batches: int = 20,
+                 sigma: float = 0.015, variance_sigma: float = 0.015, replicates: int = 3,
+                 active_only: bool = False, seed: int = 0, device: str = "auto", save: bool = True) -> pd.DataFrame:
+    """Gradient variance and/or correlation under perturbation of the run in ``run_dir``."""
+    from ..train import resolve_device
+
+    what = [what] if isinstance(what, str) else list(what)
+    unknown = [w for w in what if w not in CHECKPOINT_DIAGNOSTICS]
+    if unknown or not what:
+        raise ValueError(f"what: {unknown or what!r} is invalid; valid choices: {', '.join(CHECKPOINT_DIAGNOSTICS)}")
+    if not isinstance(batches, int) or isinstance(batches, bool) or batches < 2:
+        raise ValueError(f"batches: {batches!r} is invalid; expected an integer >= 2")
+    run = load_run(run_dir)
+    config = run.config
+    torch_device = resolve_device(device)
+    checkpoint = load_checkpoint(Path(run.run_dir) / CHECKPOINT_FILE, map_location=torch_device)
+    model = run.load_model(torch_device)
+    masks = run_masks(checkpoint)
+    bundle = load_dataset(config.dataset, config.data_root)
+    if config.train_subset is not None or config.test_subset is not None:
+        bundle = bundle.subset(config.train_subset, config.test_subset, seed=config.seed)
+    images, labels = getattr(bundle.train, "images", None), bundle.train.labels
+    if images is None:
+        raise ValueError(f"dataset: {config.dataset!r} is streamed; diagnostics need an in-memory training set")
+    sampled = InMemoryLoader(images, labels, config.batch_size, shuffle=True, augment=False, drop_last=True,
+                             seed=seed, device=torch_device)
+    full = InMemoryLoader(images, labels, config.eval_batch_size, shuffle=False, augment=False, device=torch_device)
+    if len(sampled) < 2:
+        raise ValueError(f"batches: the training set holds {len(sampled)} full batch(es) of {config.batch_size}; "
+                         "the variance needs at least 2")
+    rows = []
+    common = {"run": Path(run.run_dir).name, "pipeline": config.pipeline, "sparsity": config.sparsity,
+              "optimizer": config.optimizer, "adversarial": config.adversarial, "seed": config.seed}
+    if "variance" in what:
+        k = min(batches, len(sampled))
+        start = time.perf_counter()
+        result = gradient_variance(model, lambda: (sampled.batch(0, s) for s in range(k)), masks=masks,
+                                   perturb_sigma=variance_sigma, replicates=replicates, active_only=active_only,
+                                   seed=seed)
+        seconds = time.perf_counter() - start
+        rows.append({**common, "metric": "grad_var", "value": result.mean_variance, "std": result.mean_variance_std,
+                     "replicates": result.replicates, "sigma": variance_sigma, "batches": k, "seconds": seconds,
+                     "n_active": result.n_active})
+        rows.append({**common, "metric": "grad_var_trace", "value": result.trace, "std": result.trace_std,
+                     "replicates": result.replicates, "sigma": variance_sigma, "batches": k, "seconds": seconds,
+                     "n_active": result.n_active})
+    if "correlation" in what:
+        start = time.perf_counter()
+        result = gradient_correlation(model, lambda: full.epoch(0), sigma=sigma, replicates=replicates,
+                                      active_only=active_only, masks=masks, seed=seed)
+        rows.append({**common, "metric": "grad_corr", "value": result.mean, "std": result.std,
+                     "replicates": result.replicates, "sigma": sigma, "batches": len(full),
+                     "seconds": time.perf_counter() - start, "n_active": result.n_active})
+    table = pd.DataFrame(rows)
+    if save:
+        path = Path(run.run_dir) / SUMMARY_FILE
+        stored = read_json(path) if path.exists() else {}
+        for row in rows:
+            stored[f"{row['metric']}_sigma{row['sigma']:g}_r{row['replicates']}"] = row
+        write_json(path, stored)
+    return table
