@@ -2,8 +2,8 @@
 
 * ``correlation`` (correcting optimizers): at every refresh, ``grad_corr`` is the Pearson
   correlation between the new full gradient g̃ (at the current weights θ) and the previous one
-  (at the previous snapshot θ̃, one refresh earlier), over the coordinates that are correctable
-  in both (unmasked at both refreshes) -- the "true correlation" of Fig. 26, next to the
+  (at the previous snapshot θ̃, one refresh earlier), over the coordinates that were unmasked at
+  both refreshes (g̃ and its mask are copied as each refresh leaves them, before masks move) -- the "true correlation" of Fig. 26, next to the
   loss-based ĉ* of the same refresh (``c_hat``). Both full gradients come from the refresh pass
   itself on the same data, so this costs no extra pass.
 * ``variance``: at the last step of every epoch, on the first ``diagnostics_batches`` training
@@ -45,27 +45,29 @@ class DiagnosticsCallback(Callback):
             raise ValueError("diagnostics: 'correlation' needs a correcting optimizer (it compares full gradients)")
         self.corrector, self.sparsifier, self.batches = corrector, sparsifier, int(batches)
         self.refresh_every = int(refresh_every)
+        # g̃ and its correctable masks as the last refresh left them (copies: masks move later)
         self._previous: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
         self._metrics: dict[str, float] = {}
+        self._hooked = False
+
+    def on_train_begin(self, trainer) -> None:
+        if self.correlation and not self._hooked:
+            self.corrector.register_refresh_hook(self._after_refresh)
+            self._hooked = True
 
     def on_epoch_begin(self, trainer) -> None:
         self._metrics = {}
 
-    # Runs before the correction callback: keep the outgoing g̃ and where it is valid.
-    def before_optimizer_step(self, trainer, batch: Batch) -> None:
-        corrector = self.corrector
-        if (self.correlation and corrector.snapshot_model is not None
-                and trainer.state.step % self.refresh_every == 0):
-            self._previous = (list(corrector._full_grad), [c.clone() for c in corrector._correctable])
-
-    def after_optimizer_step(self, trainer, batch: Batch) -> None:
+    def _after_refresh(self, corrector, report) -> None:
+        new, new_ok = corrector.full_gradient_state()
         if self._previous is not None:
             old, old_ok = self._previous
-            self._previous = None
-            new, new_ok = self.corrector._full_grad, self.corrector._correctable
             keep = [a & b for a, b in zip(old_ok, new_ok)]
             self._metrics["grad_corr"] = pearson(torch.cat([g[k].double() for g, k in zip(old, keep)]),
                                                  torch.cat([g[k].double() for g, k in zip(new, keep)]))
+        self._previous = (new, new_ok)
+
+    def after_optimizer_step(self, trainer, batch: Batch) -> None:
         if self.variance and batch.step == len(trainer.train_loader) - 1:
             self._measure_variance(trainer, batch.epoch)
 
@@ -95,7 +97,11 @@ class DiagnosticsCallback(Callback):
         return {name: self._metrics.get(name, math.nan) for name in columns}
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"previous": self._previous, "metrics": dict(self._metrics)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._previous = state.get("previous")
+        self._metrics = dict(state.get("metrics", {}))
 
 
 def build_diagnostics(config, trainer, correction=None, sparsifier=None) -> DiagnosticsCallback | None:

@@ -229,6 +229,7 @@ class GradientCorrector:
         self._correctable: list[torch.Tensor] = []
         self._partial: set[int] = set()          # indices whose correctable mask has a False
         self._keep: list[torch.Tensor | None] = [None] * len(self._names)  # last mask given
+        self._refresh_hooks: list[Callable[["GradientCorrector", dict[str, float]], None]] = []
 
     # ---------------------------------------------------------------- coefficient
 
@@ -309,8 +310,19 @@ class GradientCorrector:
                 if keep is not None:
                     self._apply_mask(i, keep)
         self.refreshes += 1
-        return {"c_hat_star": c_star, "c_hat": self.c_hat, "c": self.c, "examples": examples,
-                "fwd_bwd": examples + (examples if had_snapshot else 0)}
+        report = {"c_hat_star": c_star, "c_hat": self.c_hat, "c": self.c, "examples": examples,
+                  "fwd_bwd": examples + (examples if had_snapshot else 0)}
+        for hook in self._refresh_hooks:
+            hook(self, report)
+        return report
+
+    def register_refresh_hook(self, hook: Callable[["GradientCorrector", dict[str, float]], None]) -> None:
+        """Call ``hook(corrector, report)`` at the end of every :meth:`refresh` (new θ̃ and g̃ in place)."""
+        self._refresh_hooks.append(hook)
+
+    def full_gradient_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Copies of g̃ and of the correctable masks, per parameter ([] before the first refresh)."""
+        return [g.clone() for g in self._full_grad], [c.clone() for c in self._correctable]
 
     # ---------------------------------------------------------------- correction
 
