@@ -121,6 +121,21 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hydra(args: argparse.Namespace) -> int:
+    from .adversarial.hydra import run_hydra
+
+    config = config_from_args(args)
+    result = run_hydra(config, out=args.out, sparsity=args.target_sparsity, pretrain_epochs=args.pretrain_epochs,
+                       prune_epochs=args.prune_epochs, finetune_epochs=args.finetune_epochs, score_lr=args.score_lr,
+                       distribution=args.distribution, finetune_lr=args.finetune_lr, resume=not args.no_resume,
+                       progress=not args.quiet)
+    columns = [c for c in ("epoch", "phase", "train_loss", "test_acc", "robust_acc", "density", "fwd_bwd")
+               if c in result.history]
+    print(result.history[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"status: {result.status}\nrun folder: {result.run_dir}")
+    return EXIT_INTERRUPTED if result.status == "interrupted" else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent-lab", description=(
         "AGENT adaptive gradient correction for sparse training: train, resume and inspect runs."))
@@ -139,6 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     quick.add_argument("--quiet", action="store_true", help="no progress bars")
     quick.set_defaults(handler=cmd_quickstart)
+
+    hydra = sub.add_parser("hydra", help="HYDRA: adversarial pre-training, score-based pruning, fine-tuning")
+    add_config_arguments(hydra, RunConfig(adversarial="at"))
+    hydra.add_argument("--target_sparsity", type=float, required=True, help="fraction of maskable weights pruned")
+    hydra.add_argument("--pretrain_epochs", type=_optional_int, default=None, help="[default: epochs]")
+    hydra.add_argument("--prune_epochs", type=_optional_int, default=None, help="[default: epochs/5]")
+    hydra.add_argument("--finetune_epochs", type=_optional_int, default=None, help="[default: epochs]")
+    hydra.add_argument("--score_lr", type=float, default=0.1, help="lr of the importance scores [default: 0.1]")
+    hydra.add_argument("--distribution", default="uniform", choices=("uniform", "erk"),
+                       help="per-layer pruning ratio [default: uniform, as HYDRA]")
+    hydra.add_argument("--finetune_lr", type=float, default=None, help="[default: lr/10, as HYDRA]")
+    hydra.add_argument("--out", default="runs", help="folder that holds run folders")
+    hydra.add_argument("--no-resume", action="store_true", help="start over even if the run exists")
+    hydra.add_argument("--quiet", action="store_true", help="no progress bars")
+    hydra.set_defaults(handler=cmd_hydra)
 
     evaluate = sub.add_parser("evaluate", help="robust accuracy of a stored run (PGD-k with restarts)")
     evaluate.add_argument("--run", required=True, help="run folder (as written by train)")

@@ -47,7 +47,7 @@ def test_bad_flags_give_one_line_errors_and_write_nothing(argv, field, tmp_path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["quickstart"], ["runs"], ["evaluate"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["quickstart"], ["runs"], ["evaluate"], ["hydra"], ["diagnose"]])
 def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
@@ -100,3 +100,21 @@ def test_evaluate_bad_arguments(argv, message, tmp_path, capsys):
 def test_evaluate_of_a_missing_run(tmp_path, capsys):
     assert main(["evaluate", "--run", str(tmp_path / "nothing"), "--quiet"]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_hydra_command_runs_three_phases(tmp_path, capsys):
+    code = main(["hydra", "--dataset", "synthetic", "--width", "0.125", "--epochs", "1", "--batch_size", "64",
+                 "--train_subset", "128", "--test_subset", "64", "--attack_steps", "1", "--target_sparsity", "0.9",
+                 "--out", str(tmp_path), "--quiet", "--device", "cpu"])
+    assert code == 0
+    (run_dir,) = tmp_path.iterdir()
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["phase"].tolist() == ["pretrain", "prune", "finetune"]
+    assert history["density"].iloc[-1] == pytest.approx(0.1, abs=1e-4)
+    assert "status: completed" in capsys.readouterr().out
+
+
+def test_hydra_command_bad_target(tmp_path, capsys):
+    assert main(["hydra", "--dataset", "synthetic", "--target_sparsity", "1.5", "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 2
+    assert "sparsity" in capsys.readouterr().err and not (tmp_path / "r").exists()
