@@ -6,8 +6,7 @@ import dataclasses
 import sys
 import types
 import typing
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from .config import CHOICES, ConfigError, RunConfig
 

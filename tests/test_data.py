@@ -1,7 +1,6 @@
 """Tests of agent_lab.data: data sets, the bundled CIFAR-10 subset and the replayable loaders."""
 
 import io
-import shutil
 import socket
 import tarfile
 from pathlib import Path
@@ -9,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg, encode_png
 
 from agent_lab.data import (

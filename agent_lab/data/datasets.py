@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from torchvision.transforms.v2 import functional as TF
 
 from .archive_dataset import load_image_archive
