@@ -49,3 +49,23 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], x: str = "epoch"
         ax.set_xlabel({"epoch": "epoch", "wall_time": "training time (s)", "fwd_bwd": "forward+backward passes"}.get(x, x))
     fig.tight_layout()
     return fig
+
+
+def plot_history_columns(histories: Mapping[str, pd.DataFrame], columns: tuple[str, ...] = ("test_acc", "robust_acc"),
+                         x: str = "epoch") -> plt.Figure:
+    """One panel per history column (e.g. clean and robust accuracy) against ``x``, a line per run.
+
+    Rows where a column is empty (epochs without evaluation) are left out of that panel; a column
+    no run has raises ``KeyError`` naming it and the columns there are.
+    """
+    data = tidy_histories(histories)
+    missing = [c for c in columns if c not in data]
+    if missing:
+        raise KeyError(f"columns {missing} are not in the histories; available: {', '.join(data.columns)}")
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 3.6), squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        sns.lineplot(data=data.dropna(subset=[column]), x=x, y=column, hue="run", marker="o", ax=ax)
+        ax.set(title=column.replace("_", " "), ylabel=column)
+    fig.tight_layout()
+    return fig

@@ -23,6 +23,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from agent_lab.diagnostics import plot_c_hat_vs_correlation, snapshot_of_run, variance_vs_c
+from agent_lab.reporting import plot_history_columns
 from agent_lab import ConfigError, RunConfig, load_run, train
 from agent_lab.cli import main
 from agent_lab.config import CHOICES, CORRECTOR_RULES
@@ -601,3 +603,40 @@ def test_cli_diagnose_help(capsys):
     for flag in ("--run", "--what", "--batches", "--sigma", "--variance-sigma", "--replicates", "--active-only",
                  "--seed", "--device"):
         assert flag in out
+
+
+# -- snapshot of a stored run, history figures ----------------------------------------------------
+
+def test_snapshot_of_run_is_the_correctors_last_snapshot(agent_runs):
+    recorded = agent_runs["all"]
+    corrector = next(cb.corrector for cb in recorded.trainer.callbacks if getattr(cb, "corrector", None) is not None)
+    model, snapshot, info = snapshot_of_run(recorded.result.run_dir, device="cpu")
+    live = corrector.snapshot_model
+    for (name, p), (_, q) in zip(snapshot.named_parameters(), live.named_parameters()):
+        assert torch.equal(p, q), name
+    for (name, b), (_, c) in zip(snapshot.named_buffers(), live.named_buffers()):
+        assert torch.equal(b, c), name
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), snapshot.parameters()))
+    assert info["gamma"] * info["c_hat"] == pytest.approx(recorded.result.history["c"].iloc[-1], rel=1e-12)
+    assert info["refreshes"] == BASE.epochs
+    curve = variance_vs_c(model, snapshot, [recorded.trainer.train_loader.batch(0, s) for s in range(3)])
+    assert curve.var_sgd > 0 and math.isfinite(curve.c_star)
+
+
+def test_snapshot_of_run_without_corrector(sgd_runs):
+    model, snapshot, info = snapshot_of_run(sgd_runs["none"].result.run_dir, device="cpu")
+    assert snapshot is None and isinstance(model, torch.nn.Module) and "c_hat" not in info
+
+
+def test_history_figures(agent_runs, sgd_runs):
+    history = agent_runs["all"].result.history
+    fig = plot_c_hat_vs_correlation(history)
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["gradient correlation"].get_ydata()[1:]) == pytest.approx(list(history["grad_corr"].iloc[1:]))
+    with pytest.raises(KeyError, match="grad_corr"):
+        plot_c_hat_vs_correlation(sgd_runs["none"].result.history)
+    fig = plot_history_columns({"a": history, "b": sgd_runs["none"].result.history}, ("test_acc", "train_loss"))
+    assert len(fig.axes) == 2
+    with pytest.raises(KeyError, match="robust_acc"):
+        plot_history_columns({"a": history}, ("robust_acc",))

@@ -32,7 +32,8 @@ from ._gradients import cross_entropy_loss
 from .correlation import CorrelationResult, gradient_correlation, pearson
 from .full_gradient import full_gradient, loss_based_c_star, snapshot_correlation
 from .per_sample import PerSampleVarianceResult, per_sample_gradient_variance
-from .plotting import plot_variance_vs_c
+from .checkpoint import diagnose_run, snapshot_of_run
+from .plotting import plot_c_hat_vs_correlation, plot_variance_vs_c
 from .sweep import (PAPER_PIPELINES, PAPER_SPARSITIES, correlation_table, plot_sparsity_sweep, sparsity_sweep,
                     sweep_configs, sweep_trend)
 from .variance import VarianceResult, gradient_variance, gradient_variance_brute_force
@@ -42,6 +43,9 @@ __all__ = [
     "PAPER_PIPELINES",
     "PAPER_SPARSITIES",
     "correlation_table",
+    "diagnose_run",
+    "plot_c_hat_vs_correlation",
+    "snapshot_of_run",
     "plot_sparsity_sweep",
     "sparsity_sweep",
     "sweep_configs",

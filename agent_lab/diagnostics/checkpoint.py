@@ -102,3 +102,32 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
             stored[f"{row['metric']}_sigma{row['sigma']:g}_r{row['replicates']}"] = row
         write_json(path, stored)
     return table
+
+
+def snapshot_of_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module, torch.nn.Module | None, dict]:
+    """The final model of a stored AGENT-family run, its last snapshot θ̃ and the corrector's state.
+
+    Returns ``(model, snapshot, info)``: ``snapshot`` is None for a run without a corrector (or
+    before its first refresh); ``info`` holds ``c_hat``, ``c_hat_star``, ``gamma`` and ``refreshes``.
+    Use it for Fig. 2 on a real run: ``variance_vs_c(model, snapshot, batches)``.
+    """
+    import copy
+
+    from ..train import resolve_device
+
+    run = load_run(run_dir)
+    torch_device = resolve_device(device)
+    checkpoint = load_checkpoint(Path(run.run_dir) / CHECKPOINT_FILE, map_location=torch_device)
+    model = run.load_model(torch_device)
+    state = (checkpoint.get("callbacks", {}).get("correction") or {}).get("corrector")
+    info = {"gamma": run.config.gamma}
+    if not state or state.get("snapshot") is None:
+        return model, None, info
+    snapshot = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in snapshot.named_parameters():
+            p.copy_(state["snapshot"]["parameters"][name])
+        for name, b in snapshot.named_buffers():
+            b.copy_(state["snapshot"]["buffers"][name])
+    info.update(c_hat=float(state["c_hat"]), c_hat_star=float(state["c_hat_star"]), refreshes=int(state["refreshes"]))
+    return model, snapshot, info
