@@ -275,12 +275,18 @@ def build_callbacks(config: RunConfig, trainer: "Trainer") -> list[Callback]:
     return callbacks
 
 
-def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
-    """Load the data, build the model and the trainer of ``config`` (nothing is written to disk)."""
-    device = resolve_device(config.device)
+def load_bundle(config: RunConfig):
+    """The data set of ``config`` with its ``train_subset``/``test_subset`` applied."""
     bundle = load_dataset(config.dataset, config.data_root)
     if config.train_subset is not None or config.test_subset is not None:
         bundle = bundle.subset(config.train_subset, config.test_subset, seed=config.seed)
+    return bundle
+
+
+def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
+    """Load the data, build the model and the trainer of ``config`` (nothing is written to disk)."""
+    device = resolve_device(config.device)
+    bundle = load_bundle(config)
     data_info = data_info_of(bundle)
     train_loader, test_loader = make_loaders(bundle, config.batch_size, eval_batch_size=config.eval_batch_size,
                                              seed=config.seed, device=device, augment=config.augment)

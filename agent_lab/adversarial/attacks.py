@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..optim.agent import _module_preserved, _rng_preserved
+from ..isolation import module_preserved, rng_preserved
 
 RANDOM_STARTS = ("uniform", "normal", "none")
 ATTACK_LOSSES = ("ce", "kl")
@@ -119,7 +119,7 @@ class PGD:
 def attacking(model: nn.Module, bn_mode: str = "eval") -> Iterator[None]:
     """Run an attack: eval (or train) mode; modes, buffers, ``.grad`` and global RNG restored afterwards."""
     # The RNG is rolled back too: in train mode, dropout layers would draw from the global stream.
-    with _rng_preserved(), _module_preserved(model):
+    with rng_preserved(), module_preserved(model):
         model.train(bn_mode == "train")
         yield
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import load_dataset, make_loaders
+from ..data import make_loaders
 from ..runs import load_run, read_json, write_csv, write_json
 from .attacks import named_attack
 from .evaluation import RobustResult, robust_evaluate
@@ -25,7 +25,7 @@ def evaluate_run(run_dir: str | Path, *, attack: str = "pgd50", restarts: int = 
                  limit: int | None = None, batch_size: int | None = None, device: str = "auto", seed: int = 0,
                  progress: bool = True, save: bool = True) -> RobustResult:
     """Attack the run in ``run_dir`` with ``attack`` × ``restarts`` (ε defaults to the run's)."""
-    from ..train import resolve_device
+    from ..train import load_bundle, resolve_device
 
     run = load_run(run_dir)
     config = run.config
@@ -35,9 +35,7 @@ def evaluate_run(run_dir: str | Path, *, attack: str = "pgd50", restarts: int = 
         raise ValueError(f"limit: {limit!r} is invalid; expected a positive number of test examples")
     torch_device = resolve_device(device)
     model = run.load_model(torch_device)
-    bundle = load_dataset(config.dataset, config.data_root)
-    if config.train_subset is not None or config.test_subset is not None:
-        bundle = bundle.subset(config.train_subset, config.test_subset, seed=config.seed)
+    bundle = load_bundle(config)
     if limit is not None:
         bundle = bundle.subset(None, min(limit, len(bundle.test)), seed=config.seed)
     _, test_loader = make_loaders(bundle, config.batch_size, eval_batch_size=batch_size or config.eval_batch_size,

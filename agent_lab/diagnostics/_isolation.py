@@ -8,14 +8,13 @@ as before. Parameters are never written: perturbed weights live in ``copy.deepco
 from __future__ import annotations
 
 import contextlib
-import copy
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..optim.agent import _module_preserved, _rng_preserved
+from ..isolation import copy_without_grads, module_preserved, rng_preserved
 from ..rng import capture_rng_state, restore_rng_state
 from ._gradients import ActiveSet
 
@@ -24,12 +23,12 @@ from ._gradients import ActiveSet
 def isolated(*models: nn.Module) -> Iterator[None]:
     """Restore RNG states and each model's buffers, modes and ``.grad`` on exit."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_rng_preserved())
+        stack.enter_context(rng_preserved())
         seen: set[int] = set()
         for m in models:
             if m is not None and id(m) not in seen:
                 seen.add(id(m))
-                stack.enter_context(_module_preserved(m))
+                stack.enter_context(module_preserved(m))
         yield
 
 
@@ -49,19 +48,6 @@ def set_modes(model: nn.Module, bn_mode: str, reference: nn.Module | None = None
             m.training = bn_mode == "train"
 
 
-def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy without the ``.grad`` tensors (they are put back on ``model``)."""
-    params = list(model.parameters())
-    grads = [p.grad for p in params]
-    for p in params:
-        p.grad = None
-    try:
-        return copy.deepcopy(model)
-    finally:
-        for p, g in zip(params, grads):
-            p.grad = g
-
-
 def perturbed_copies(model: nn.Module, active: ActiveSet, sigma: float, count: int, seed: int,
                      active_only: bool) -> list[nn.Module]:
     """``count`` copies at θ + σ·ε, ε ~ N(0, I) from a private CPU generator seeded by ``seed``.
@@ -75,7 +61,7 @@ def perturbed_copies(model: nn.Module, active: ActiveSet, sigma: float, count: i
     generator.manual_seed(seed)
     copies = []
     for _ in range(count):
-        clone = copy_model(model)
+        clone = copy_without_grads(model)
         with torch.no_grad():
             for name, p in zip(active.names, active.params_of(clone, "copy")):
                 dtype = torch.float64 if p.dtype == torch.float64 else torch.float32

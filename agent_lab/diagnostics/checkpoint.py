@@ -24,7 +24,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from ..data import InMemoryLoader, load_dataset
+from ..data import InMemoryLoader
 from ..runs import CHECKPOINT_FILE, load_checkpoint, load_run, read_json, write_json
 from .correlation import gradient_correlation
 from .variance import gradient_variance
@@ -45,7 +45,7 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
                  sigma: float = 0.015, variance_sigma: float = 0.015, replicates: int = 3,
                  active_only: bool = False, seed: int = 0, device: str = "auto", save: bool = True) -> pd.DataFrame:
     """Gradient variance and/or correlation under perturbation of the run in ``run_dir``."""
-    from ..train import resolve_device
+    from ..train import load_bundle, resolve_device
 
     what = [what] if isinstance(what, str) else list(what)
     unknown = [w for w in what if w not in CHECKPOINT_DIAGNOSTICS]
@@ -59,9 +59,7 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
     checkpoint = load_checkpoint(Path(run.run_dir) / CHECKPOINT_FILE, map_location=torch_device)
     model = run.load_model(torch_device)
     masks = run_masks(checkpoint)
-    bundle = load_dataset(config.dataset, config.data_root)
-    if config.train_subset is not None or config.test_subset is not None:
-        bundle = bundle.subset(config.train_subset, config.test_subset, seed=config.seed)
+    bundle = load_bundle(config)
     images, labels = getattr(bundle.train, "images", None), bundle.train.labels
     if images is None:
         raise ValueError(f"dataset: {config.dataset!r} is streamed; diagnostics need an in-memory training set")
@@ -111,8 +109,7 @@ def snapshot_of_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn
     before its first refresh); ``info`` holds ``c_hat``, ``c_hat_star``, ``gamma`` and ``refreshes``.
     Use it for Fig. 2 on a real run: ``variance_vs_c(model, snapshot, batches)``.
     """
-    import copy
-
+    from ..optim.agent import GradientCorrector
     from ..train import resolve_device
 
     run = load_run(run_dir)
@@ -123,11 +120,7 @@ def snapshot_of_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn
     info = {"gamma": run.config.gamma}
     if not state or state.get("snapshot") is None:
         return model, None, info
-    snapshot = copy.deepcopy(model)
-    with torch.no_grad():
-        for name, p in snapshot.named_parameters():
-            p.copy_(state["snapshot"]["parameters"][name])
-        for name, b in snapshot.named_buffers():
-            b.copy_(state["snapshot"]["buffers"][name])
-    info.update(c_hat=float(state["c_hat"]), c_hat_star=float(state["c_hat_star"]), refreshes=int(state["refreshes"]))
-    return model, snapshot, info
+    corrector = GradientCorrector(model)  # rebuilds θ̃ from the saved state, names checked
+    corrector.load_state_dict(state)
+    info.update(c_hat=corrector.c_hat, c_hat_star=corrector.c_hat_star, refreshes=corrector.refreshes)
+    return model, corrector.snapshot_model, info

@@ -60,15 +60,15 @@ Semantics
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import numbers
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..isolation import copy_without_grads, module_preserved, rng_preserved
 from ..rng import capture_rng_state, restore_rng_state  # re-exported: part of this module's API
 
 __all__ = ["COEFFICIENT_RULES", "GradientCorrector", "capture_rng_state", "restore_rng_state"]
@@ -76,54 +76,6 @@ __all__ = ["COEFFICIENT_RULES", "GradientCorrector", "capture_rng_state", "resto
 COEFFICIENT_RULES = ("agent", "svrg", "fixed-c", "no-gamma", "ramp")
 
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
-
-
-# --------------------------------------------------------------------------------------------
-# RNG and module-state preservation
-# --------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _rng_preserved() -> Iterator[None]:
-    state = capture_rng_state()
-    try:
-        yield
-    finally:
-        restore_rng_state(state)
-
-
-def _set_buffer(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
-    owner_name, _, leaf = name.rpartition(".")
-    owner = module.get_submodule(owner_name) if owner_name else module
-    owner._buffers[leaf] = tensor
-
-
-@contextlib.contextmanager
-def _module_preserved(module: nn.Module, *, grads: bool = True) -> Iterator[None]:
-    """Restore ``module``'s buffers (values and objects), train/eval flags and ``.grad`` on exit."""
-    modes = [(m, m.training) for m in module.modules()]
-    buffers = [(name, b, b.detach().clone()) for name, b in module.named_buffers()]
-    params = list(module.parameters())
-    saved_grads = [p.grad for p in params] if grads else None
-    if grads:
-        for p in params:  # anything a loss_fn accumulates lands in fresh tensors, dropped below
-            p.grad = None
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for name, original, saved in buffers:
-                try:
-                    current = module.get_buffer(name)
-                except AttributeError:
-                    current = None
-                if current is not original:
-                    _set_buffer(module, name, original)
-                original.copy_(saved)
-        for m, flag in modes:
-            m.training = flag
-        if grads:
-            for p, g in zip(params, saved_grads):
-                p.grad = g
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,8 +219,8 @@ class GradientCorrector:
         losses_cur: list[torch.Tensor] = []
         losses_old: list[torch.Tensor] = []
         examples = 0
-        snapshot_guard = (_module_preserved(self._snapshot) if had_snapshot else contextlib.nullcontext())
-        with _rng_preserved(), _module_preserved(model), snapshot_guard:
+        snapshot_guard = (module_preserved(self._snapshot) if had_snapshot else contextlib.nullcontext())
+        with rng_preserved(), module_preserved(model), snapshot_guard:
             for x, y in batches:
                 n = _batch_size(x, y)
                 batch_rng = capture_rng_state() if had_snapshot else None
@@ -343,7 +295,7 @@ class GradientCorrector:
         if not active:
             return 0
         snap_params = [self._snap_params[i] for i in active]
-        with _rng_preserved(), _module_preserved(self._snapshot):
+        with rng_preserved(), module_preserved(self._snapshot):
             if rng_state is not None:
                 restore_rng_state(rng_state)
             self._sync_modes()
@@ -458,14 +410,7 @@ class GradientCorrector:
     # ---------------------------------------------------------------- internals
 
     def _create_snapshot(self) -> None:
-        grads = [p.grad for p in self.model.parameters()]
-        for p in self.model.parameters():  # keep the live gradients out of the copy
-            p.grad = None
-        try:
-            snapshot = copy.deepcopy(self.model)
-        finally:
-            for p, g in zip(self.model.parameters(), grads):
-                p.grad = g
+        snapshot = copy_without_grads(self.model)
         by_name = dict(snapshot.named_parameters())
         self._snapshot = snapshot
         self._snap_params = [by_name[n] for n in self._names]
