@@ -137,7 +137,8 @@ def cmd_hydra(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent-lab", description=(
-        "AGENT adaptive gradient correction for sparse training: train, resume and inspect runs."))
+        "AGENT adaptive gradient correction for sparse training: train, resume and inspect runs; "
+        "HYDRA; robust evaluation and gradient diagnostics of stored runs."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train one run (flags are the RunConfig fields)")
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
 
-    quick = sub.add_parser("quickstart", help="SGD vs AGENT on a 90%-sparse VGG-16, bundled CIFAR-10 subset (CPU, minutes)")
+    quick = sub.add_parser("quickstart", help="SGD vs AGENT on a 90%%-sparse VGG-16, bundled CIFAR-10 subset (CPU, minutes)")
     quick.add_argument("--out", default="runs/quickstart", help="folder that holds the run folder")
     quick.add_argument("--figures", default="figures", help="folder for the figure (PNG and PDF)")
     quick.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
