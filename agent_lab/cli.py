@@ -113,7 +113,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
     what = [w.strip() for w in args.what.split(",") if w.strip()]
     table = diagnose_run(args.run, what, batches=args.batches, sigma=args.sigma, variance_sigma=args.variance_sigma,
-                         replicates=args.replicates, active_only=args.active_only, seed=args.seed, device=args.device)
+                         replicates=args.replicates, active_only=args.active_only, seed=args.seed,
+                         augment=args.augment, device=args.device)
     columns = ["metric", "value", "std", "replicates", "sigma", "batches", "n_active", "seconds"]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"written to {args.run}/diagnostics.json")
@@ -196,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--active-only", action="store_true",
                           help="perturb only unmasked weights (masked weights stay 0)")
     diagnose.add_argument("--seed", type=int, default=0, help="seed of the perturbations and batches [default: 0]")
+    diagnose.add_argument("--augment", action="store_true",
+                          help="augment the training images of the passes as in training [default: clean images]")
     diagnose.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [default: auto]")
     diagnose.set_defaults(handler=cmd_diagnose)
 

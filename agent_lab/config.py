@@ -109,6 +109,9 @@ class RunConfig:
     fixed_c: float = field(default=0.1, metadata=_doc("the applied coefficient of optimizer fixed-c"))
     refresh_every: int | None = field(default=None, metadata=_doc(
         "optimizer steps between snapshot/full-gradient refreshes (default: one epoch)"))
+    full_pass_augment: bool = field(default=True, metadata=_doc(
+        "augment the refresh's full pass like the training batches (A-ITOP; g~ then estimates what each "
+        "step's g(theta~) estimates); false: clean images (A-BSR-Net)"))
     mvr_a: float = field(default=0.1, metadata=_doc("MVR/STORM momentum parameter a"))
     mvr_adaptive: bool = field(default=False, metadata=_doc(
         "STORM's adaptive step size and a (replaces lr and its schedule; mvr and agent-mvr only)"))
@@ -222,7 +225,7 @@ def _validate(cfg: RunConfig) -> None:
     for name in ("sparse_init", "growth", "coef_rule", "robust_eval"):
         if getattr(cfg, name) is not None:
             _check_choice(cfg, name)
-    for name in ("augment", "nesterov", "tf32", "skip_step_on_update", "mvr_adaptive"):
+    for name in ("augment", "nesterov", "tf32", "skip_step_on_update", "mvr_adaptive", "full_pass_augment"):
         if not isinstance(getattr(cfg, name), bool):
             _fail(name, getattr(cfg, name), "expected true or false")
     _check_number(cfg, "width", float, 0, None, low_open=True)
@@ -332,6 +335,9 @@ def _validate_correction(cfg: RunConfig) -> None:
     _check_number(cfg, "reduce_lr_factor", float, 0, 1, low_open=True)
     if cfg.refresh_every is not None:
         _check_number(cfg, "refresh_every", int, 1)
+    if not cfg.full_pass_augment and cfg.optimizer not in CORRECTOR_RULES:
+        _fail("full_pass_augment", cfg.full_pass_augment,
+              f"only applies to the correcting optimizers ({', '.join(CORRECTOR_RULES)})")
     if cfg.mvr_adaptive and cfg.optimizer not in ("mvr", "agent-mvr"):
         _fail("mvr_adaptive", cfg.mvr_adaptive, "only applies to optimizers mvr and agent-mvr")
     if cfg.optimizer in ("mvr", "agent-mvr") and cfg.momentum != 0:

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from agent_lab import RunConfig, train
-from agent_lab.data import InMemoryLoader, load_dataset
+from agent_lab.data import full_pass_loader, load_dataset
 from agent_lab.diagnostics import (gradient_correlation, gradient_variance, per_sample_gradient_variance,
                                    variance_vs_c)
 from agent_lab.diagnostics.checkpoint import run_masks
@@ -125,9 +125,8 @@ def main() -> None:
         if config.train_subset is not None:
             bundle = bundle.subset(config.train_subset, None, seed=config.seed)
         images, labels = bundle.train.images, bundle.train.labels
-        sampled = InMemoryLoader(images, labels, config.batch_size, shuffle=True, augment=False, drop_last=True,
-                                 seed=0, device=device)
-        full = InMemoryLoader(images, labels, config.eval_batch_size, shuffle=False, augment=False, device=device)
+        sampled = full_pass_loader(images, labels, config.batch_size, seed=config.seed, drop_last=True, device=device)
+        full = full_pass_loader(images, labels, config.batch_size, seed=config.seed, device=device)
         k = min(BATCHES, len(sampled))
         batches = lambda: (sampled.batch(0, s) for s in range(k))  # noqa: E731
         n_batch = k * config.batch_size

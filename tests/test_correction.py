@@ -31,7 +31,7 @@ def test_every_optimizer_runs_dense_and_sparse(optimizer, pipeline, tmp_path):
     assert result.status in ("completed", "diverged")
     history = result.history
     if optimizer in ("svrg", "agent", "fixed-c", "no-gamma", "agent-mvr", "reduce-lr"):
-        assert {"c", "c_hat"} <= set(history.columns)
+        assert {"c", "c_hat_ema", "c_hat_star"} <= set(history.columns)
     if result.status == "completed":
         assert history["fwd_bwd"].iloc[-1] >= 2 * 1000
         if pipeline == "rigl":
@@ -51,13 +51,15 @@ def test_fwd_bwd_counts_every_extra_pass(tiny_config, tmp_path):
 def test_logged_c_follows_the_ema_and_gamma(tiny_config, tmp_path):
     config = tiny_config.replace(epochs=4, optimizer="agent", gamma=0.1, alpha=0.3, c0=0.1)
     history = train(config, out=tmp_path, progress=False).history
-    assert math.isnan(history["c_hat"].iloc[0])  # no previous snapshot at the first refresh
+    assert math.isnan(history["c_hat_star"].iloc[0])  # no previous snapshot at the first refresh
     c_hat = config.c0
-    expected = [config.gamma * c_hat]
-    for c_hat_star in history["c_hat"].iloc[1:]:
+    expected, smoothed = [config.gamma * c_hat], [c_hat]
+    for c_hat_star in history["c_hat_star"].iloc[1:]:
         c_hat = (1 - config.alpha) * c_hat + config.alpha * c_hat_star
         expected.append(config.gamma * c_hat)
+        smoothed.append(c_hat)
     assert history["c"].tolist() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert history["c_hat_ema"].tolist() == pytest.approx(smoothed, rel=1e-12, abs=1e-15)
 
 
 def test_reduce_lr_runs_at_a_tenth_of_the_lr(tiny_config, tmp_path):

@@ -208,7 +208,7 @@ def test_diagnostics_all_leave_a_sparse_agent_run_unchanged(agent_runs):
     assert plain.status == diag.status == "completed"
     # The masks really move during these runs, so the masks the diagnostics read are live ones.
     assert (diag.history["mask_change"] > 0).all()
-    columns = ["train_loss", "train_acc", "test_loss", "test_acc", "lr", "c", "c_hat", "density", "itop_rate",
+    columns = ["train_loss", "train_acc", "test_loss", "test_acc", "lr", "c", "c_hat_ema", "c_hat_star", "density", "itop_rate",
                "mask_change"]
     assert_same_history(plain.history, diag.history, columns)
     assert_same_weights(plain.load_model(), diag.load_model())

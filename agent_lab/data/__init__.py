@@ -6,6 +6,7 @@ from .bundle import DatasetBundle, Split
 from .datasets import DATASET_NAMES, load_dataset
 from .errors import DataChecksumError, DataUnavailableError
 from .image_stream import ImageFolderStream
+from .full_pass import ClassMixing, ClassSortedBatchesWarning, full_pass_loader, warn_if_class_sorted
 from .loader import InMemoryLoader, make_loaders
 from .streaming import StreamingLoader
 from .synthetic import make_synthetic
@@ -22,6 +23,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ClassMixing",
+    "ClassSortedBatchesWarning",
     "DATASET_NAMES",
     "DataChecksumError",
     "DataUnavailableError",
@@ -31,8 +34,10 @@ __all__ = [
     "Split",
     "StreamingLoader",
     "build_cifar10_mini",
+    "full_pass_loader",
     "load_cifar10_mini",
     "load_dataset",
     "make_loaders",
     "make_synthetic",
+    "warn_if_class_sorted",
 ]

@@ -9,9 +9,13 @@ import torch
 from .augment import crop_flip, crop_flip_params
 from .bundle import DatasetBundle, Split
 from .sampling import check_batch_size, check_step, epoch_order, num_batches
-from .seeding import BATCH_AUGMENT, torch_generator
+from .seeding import BATCH_AUGMENT, FULL_PASS_AUGMENT, FULL_PASS_PERMUTATION, PERMUTATION, torch_generator
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+# Random streams (order, augmentation) of each kind of pass: a full-data pass never shares a
+# permutation or an augmentation draw with the training epoch of the same index.
+STREAMS = {"train": (PERMUTATION, BATCH_AUGMENT), "full-pass": (FULL_PASS_PERMUTATION, FULL_PASS_AUGMENT)}
 
 
 class InMemoryLoader:
@@ -24,7 +28,9 @@ class InMemoryLoader:
     Everything is a function of ``(seed, epoch, step)``: the order of epoch ``e`` comes from a
     generator seeded by ``(seed, e)`` and the augmentation of its step ``s`` from one seeded by
     ``(seed, e, s)``, so ``batch(e, s)`` reproduces exactly what ``epoch(e)`` yields at step ``s``.
-    Torch's global random state is never used.
+    Torch's global random state is never used. ``stream`` names the random streams: ``"train"``
+    for training epochs, ``"full-pass"`` for the extra passes over the training set (AGENT's
+    refresh, diagnostics), whose orders are independent of the training epochs'.
     """
 
     def __init__(
@@ -40,6 +46,7 @@ class InMemoryLoader:
         drop_last: bool = False,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        stream: str = "train",
     ) -> None:
         Split(images, labels)  # validates dtypes, shapes and lengths
         check_batch_size(batch_size)
@@ -47,6 +54,10 @@ class InMemoryLoader:
             raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if stream not in STREAMS:
+            raise ValueError(f"stream: {stream!r} is invalid; valid choices: {', '.join(STREAMS)}")
+        self.stream = stream
+        self._permutation_stream, self._augment_stream = STREAMS[stream]
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
@@ -79,7 +90,7 @@ class InMemoryLoader:
             indices = order[start:stop]
             images, labels = self.images[indices], self.labels[indices]
         if self.augment:
-            generator = torch_generator(BATCH_AUGMENT, self.seed, epoch, step)
+            generator = torch_generator(self._augment_stream, self.seed, epoch, step)
             rows, cols, flips = crop_flip_params(len(images), self.pad, self.flip, generator)
             images = crop_flip(images, rows, cols, flips, self.pad)
         return images.to(torch.float32).div_(255.0), labels
@@ -94,7 +105,7 @@ class InMemoryLoader:
 
     def _order(self, epoch: int) -> torch.Tensor | None:
         if self._cached_order is None or self._cached_order[0] != epoch:
-            order = epoch_order(len(self.labels), self.shuffle, self.seed, epoch)
+            order = epoch_order(len(self.labels), self.shuffle, self.seed, epoch, self._permutation_stream)
             self._cached_order = (epoch, None if order is None else order.to(self.device))
         return self._cached_order[1]
 

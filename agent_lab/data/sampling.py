@@ -11,11 +11,12 @@ def num_batches(num_examples: int, batch_size: int, drop_last: bool) -> int:
     return num_examples // batch_size if drop_last else -(-num_examples // batch_size)
 
 
-def epoch_order(num_examples: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor | None:
+def epoch_order(num_examples: int, shuffle: bool, seed: int, epoch: int,
+                stream: int = PERMUTATION) -> torch.Tensor | None:
     """The example order of ``epoch`` (CPU tensor), or None for the natural order."""
     if not isinstance(epoch, int) or epoch < 0:
         raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-    generator = torch_generator(PERMUTATION, seed, epoch)  # validates seed and epoch even unshuffled
+    generator = torch_generator(stream, seed, epoch)  # validates seed and epoch even unshuffled
     return torch.randperm(num_examples, generator=generator) if shuffle else None
 
 

@@ -14,6 +14,8 @@ PERMUTATION = 0
 BATCH_AUGMENT = 1
 SAMPLE_AUGMENT = 2
 SUBSET = 3
+FULL_PASS_PERMUTATION = 4  # full-data passes (AGENT's refresh, diagnostics): their own order
+FULL_PASS_AUGMENT = 5
 
 
 def derive_seed(stream: int, *key: int) -> int:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.full_pass import ClassMixing, warn_if_class_sorted
 from ..optim.agent import _batch_size, _scalar_loss
 
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
@@ -126,8 +127,12 @@ class ActiveSet:
                          f"got {v.numel()}")
 
 
-def iterate_batches(batches: Batches) -> Iterator[tuple[Any, Any, int]]:
-    """Yield ``(x, y, batch size)`` from an iterable of pairs or a callable returning one."""
+def iterate_batches(batches: Batches, where: str = "diagnostics") -> Iterator[tuple[Any, Any, int]]:
+    """Yield ``(x, y, batch size)`` from an iterable of pairs or a callable returning one.
+
+    After the last batch, a :class:`~agent_lab.data.ClassSortedBatchesWarning` names ``where`` if
+    the batches looked sorted by class (see :mod:`agent_lab.data.full_pass`).
+    """
     if batches is None:
         raise ValueError("batches: expected an iterable of (x, y) pairs or a callable returning one, got None")
     if not hasattr(batches, "__iter__"):
@@ -135,12 +140,15 @@ def iterate_batches(batches: Batches) -> Iterator[tuple[Any, Any, int]]:
             raise ValueError(f"batches: expected an iterable of (x, y) pairs or a callable returning one, "
                              f"got {type(batches).__name__}")
         batches = batches()
+    mixing = ClassMixing()
     for item in batches:
         try:
             x, y = item
         except (TypeError, ValueError):
             raise ValueError("batches: every item must be a pair (x, y)") from None
+        mixing.update(y)
         yield x, y, _batch_size(x, y)
+    warn_if_class_sorted(mixing, where)
 
 
 def batch_gradient(model: nn.Module, params: Sequence[torch.Tensor], loss_fn: LossFn, x: Any,

@@ -2,15 +2,17 @@
 
 The model is rebuilt from the run's checkpoint and its sparsity masks are read from the saved
 sparsifier state (never inferred from zero weights, which would misread weights that are exactly
-zero). On the run's training set (its ``train_subset``, without augmentation, natural loss):
+zero). On the run's training set (its ``train_subset``, natural loss), in batches of the run's
+batch size drawn in a shuffled order (``full_pass_loader`` with the run's seed, pass ``seed``: never
+in storage order, which may be sorted by class), without augmentation unless ``augment``:
 
-* ``variance``: gradient variance across ``batches`` minibatches of the run's batch size, drawn
-  in a fixed shuffled order (seed ``seed``, partial batch dropped), BN in train mode, at the
-  checkpoint perturbed by N(0, ``variance_sigma``²) in ``replicates`` replicates (App. C.1:
-  "add small perturbations to the weights ... three replicates"; the paper gives no σ for this
-  one, the default is Table 7's 0.015);
+* ``variance``: gradient variance across the first ``batches`` full minibatches of that order,
+  BN in train mode, at the checkpoint perturbed by N(0, ``variance_sigma``²) in ``replicates``
+  replicates (App. C.1: "add small perturbations to the weights ... three replicates"; the paper
+  gives no σ for this one, the default is Table 7's 0.015);
 * ``correlation``: the Pearson correlation between the full gradient over the whole training
-  set at w and at w + N(0, ``sigma``²), ``replicates`` replicates (Table 7, App. B.6).
+  set at w and at w + N(0, ``sigma``²), ``replicates`` replicates (Table 7, App. B.6), BN in
+  train mode over the same shuffled batches.
 
 Statistics are over active (unmasked) coordinates. Results are returned as a tidy DataFrame
 (``metric, value, std, replicates, ...``) and merged into ``<run>/diagnostics.json``.
@@ -24,7 +26,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from ..data import InMemoryLoader
+from ..data import full_pass_loader
 from ..runs import CHECKPOINT_FILE, load_checkpoint, load_run, read_json, write_json
 from .correlation import gradient_correlation
 from .variance import gradient_variance
@@ -43,7 +45,8 @@ def run_masks(checkpoint: dict) -> dict[str, torch.Tensor] | None:
 
 def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTICS, *, batches: int = 20,
                  sigma: float = 0.015, variance_sigma: float = 0.015, replicates: int = 3,
-                 active_only: bool = False, seed: int = 0, device: str = "auto", save: bool = True) -> pd.DataFrame:
+                 active_only: bool = False, seed: int = 0, augment: bool = False, device: str = "auto",
+                 save: bool = True) -> pd.DataFrame:
     """Gradient variance and/or correlation under perturbation of the run in ``run_dir``."""
     from ..train import load_bundle, resolve_device
 
@@ -53,6 +56,8 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
         raise ValueError(f"what: {unknown or what!r} is invalid; valid choices: {', '.join(CHECKPOINT_DIAGNOSTICS)}")
     if not isinstance(batches, int) or isinstance(batches, bool) or batches < 2:
         raise ValueError(f"batches: {batches!r} is invalid; expected an integer >= 2")
+    if not isinstance(augment, bool):
+        raise ValueError(f"augment: {augment!r} is invalid; expected True or False")
     run = load_run(run_dir)
     config = run.config
     torch_device = resolve_device(device)
@@ -63,19 +68,20 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
     images, labels = getattr(bundle.train, "images", None), bundle.train.labels
     if images is None:
         raise ValueError(f"dataset: {config.dataset!r} is streamed; diagnostics need an in-memory training set")
-    sampled = InMemoryLoader(images, labels, config.batch_size, shuffle=True, augment=False, drop_last=True,
-                             seed=seed, device=torch_device)
-    full = InMemoryLoader(images, labels, config.eval_batch_size, shuffle=False, augment=False, device=torch_device)
+    passes = dict(seed=config.seed, augment=augment, flip=bundle.flip, device=torch_device)
+    sampled = full_pass_loader(images, labels, config.batch_size, drop_last=True, **passes)
+    full = full_pass_loader(images, labels, config.batch_size, **passes)
     if len(sampled) < 2:
         raise ValueError(f"batches: the training set holds {len(sampled)} full batch(es) of {config.batch_size}; "
                          "the variance needs at least 2")
     rows = []
     common = {"run": Path(run.run_dir).name, "pipeline": config.pipeline, "sparsity": config.sparsity,
-              "optimizer": config.optimizer, "adversarial": config.adversarial, "seed": config.seed}
+              "optimizer": config.optimizer, "adversarial": config.adversarial, "seed": config.seed,
+              "pass_seed": seed, "active_only": active_only, "augment": augment, "batch_size": config.batch_size}
     if "variance" in what:
         k = min(batches, len(sampled))
         start = time.perf_counter()
-        result = gradient_variance(model, lambda: (sampled.batch(0, s) for s in range(k)), masks=masks,
+        result = gradient_variance(model, lambda: (sampled.batch(seed, s) for s in range(k)), masks=masks,
                                    perturb_sigma=variance_sigma, replicates=replicates, active_only=active_only,
                                    seed=seed)
         seconds = time.perf_counter() - start
@@ -87,7 +93,7 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
                      "n_active": result.n_active})
     if "correlation" in what:
         start = time.perf_counter()
-        result = gradient_correlation(model, lambda: full.epoch(0), sigma=sigma, replicates=replicates,
+        result = gradient_correlation(model, lambda: full.epoch(seed), sigma=sigma, replicates=replicates,
                                       active_only=active_only, masks=masks, seed=seed)
         rows.append({**common, "metric": "grad_corr", "value": result.mean, "std": result.std,
                      "replicates": result.replicates, "sigma": sigma, "batches": len(full),
@@ -97,7 +103,8 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
         path = Path(run.run_dir) / SUMMARY_FILE
         stored = read_json(path) if path.exists() else {}
         for row in rows:
-            stored[f"{row['metric']}_sigma{row['sigma']:g}_r{row['replicates']}"] = row
+            protocol = ("_active" if active_only else "") + ("_augmented" if augment else "")
+            stored[f"{row['metric']}_sigma{row['sigma']:g}_r{row['replicates']}{protocol}"] = row
         write_json(path, stored)
     return table
 

@@ -71,7 +71,7 @@ def gradient_correlation(model: nn.Module, batches: Batches, *, sigma: float = 0
         for c in copies:
             set_modes(c, bn_mode, reference=model)
         grads, n_batches, n_examples = _full_gradients([model, *copies], ["model"] + ["copy"] * len(copies),
-                                                       batches, active, loss_fn)
+                                                       batches, active, loss_fn, "gradient_correlation")
     clean = grads[0]
     values = [pearson(clean, g) for g in grads[1:]]
     if len(values) == 1:

@@ -12,7 +12,9 @@
   applies at a refresh; NaN when undefined (fewer than 2 batches, ``Var(L_old) == 0``, or
   non-finite losses).
 
-One pass over ``batches``: each batch is evaluated at both models on the same inputs, and the
+``batches`` must be class-mixed (shuffled, at the training batch size when BN runs in train mode:
+:func:`agent_lab.data.full_pass_loader`); class-sorted batches raise a
+:class:`~agent_lab.data.ClassSortedBatchesWarning`. One pass over ``batches``: each batch is evaluated at both models on the same inputs, and the
 second pass of a batch replays the first pass's RNG state (stochastic layers draw the same masks).
 Modes: the snapshot takes the model's per-module train/eval flags, then BatchNorm layers follow
 ``bn_mode`` (``"train"``: batch statistics, as in training; ``"eval"``: running statistics;
@@ -37,7 +39,7 @@ __all__ = ["full_gradient", "snapshot_correlation", "loss_based_c_star"]
 
 
 def _full_gradients(models: Sequence[nn.Module], labels: Sequence[str], batches: Batches, active: ActiveSet,
-                    loss_fn: LossFn) -> tuple[list[torch.Tensor], int, int]:
+                    loss_fn: LossFn, where: str) -> tuple[list[torch.Tensor], int, int]:
     """Size-weighted mean batch gradients of each of ``models`` over one pass (same inputs for all).
 
     Returns (float64 active vectors, number of batches, number of examples). Modes must be set.
@@ -45,7 +47,7 @@ def _full_gradients(models: Sequence[nn.Module], labels: Sequence[str], batches:
     params = [active.params_of(m, what) for m, what in zip(models, labels)]
     sums: list[torch.Tensor | None] = [None] * len(models)
     n_batches = n_examples = 0
-    for x, y, n in iterate_batches(batches):
+    for x, y, n in iterate_batches(batches, where):
         passes = [lambda m=m, ps=ps: active.flatten(batch_gradient(m, ps, loss_fn, x, y)[1])
                   for m, ps in zip(models, params)]
         for i, g in enumerate(same_randomness(passes)):
@@ -69,7 +71,7 @@ def full_gradient(model: nn.Module, batches: Batches, *, loss_fn: LossFn | None 
     active = ActiveSet(model, masks)
     with isolated(model):
         set_modes(model, bn_mode)
-        (grad,), _, _ = _full_gradients([model], ["model"], batches, active, loss_fn)
+        (grad,), _, _ = _full_gradients([model], ["model"], batches, active, loss_fn, "full_gradient")
     return grad
 
 
@@ -85,7 +87,7 @@ def snapshot_correlation(model: nn.Module, snapshot_model: nn.Module, batches: B
         set_modes(model, bn_mode)
         set_modes(snapshot_model, bn_mode, reference=model)
         (g, g_old), _, _ = _full_gradients([model, snapshot_model], ["model", "snapshot_model"], batches,
-                                           active, loss_fn)
+                                           active, loss_fn, "snapshot_correlation")
     return pearson(g, g_old)
 
 
@@ -102,7 +104,7 @@ def loss_based_c_star(model: nn.Module, snapshot_model: nn.Module, batches: Batc
     with isolated(model, snapshot_model):
         set_modes(model, bn_mode)
         set_modes(snapshot_model, bn_mode, reference=model)
-        for x, y, _ in iterate_batches(batches):
+        for x, y, _ in iterate_batches(batches, "loss_based_c_star"):
             cur, prev = same_randomness([lambda: batch_loss(model, loss_fn, x, y),
                                          lambda: batch_loss(snapshot_model, loss_fn, x, y)])
             current.append(cur)

@@ -4,7 +4,7 @@
   correlation between the new full gradient g̃ (at the current weights θ) and the previous one
   (at the previous snapshot θ̃, one refresh earlier), over the coordinates that were unmasked at
   both refreshes (g̃ and its mask are copied as each refresh leaves them, before masks move) -- the "true correlation" of Fig. 26, next to the
-  loss-based ĉ* of the same refresh (``c_hat``). Both full gradients come from the refresh pass
+  loss-based ĉ* of the same refresh (``c_hat_star``). Both full gradients come from the refresh pass
   itself on the same data, so this costs no extra pass.
 * ``variance``: at the last step of every epoch, on the first ``diagnostics_batches`` training
   batches of that epoch (same augmentation as training, replayed from the loader, BN in train

@@ -60,18 +60,18 @@ def plot_variance_vs_c(curve: VarianceCurve, *, c_hat: float | None = None, gamm
 
 
 def plot_c_hat_vs_correlation(history: Any, *, ax: Any = None) -> Any:
-    """Fig. 26: the loss-based ĉ* (``c_hat``) and the true gradient correlation (``grad_corr``) of
+    """Fig. 26: the loss-based ĉ* (``c_hat_star``) and the true gradient correlation (``grad_corr``) of
     a run trained with ``diagnostics="correlation"`` (or ``"all"``), per epoch; returns the Figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    missing = [c for c in ("epoch", "c_hat", "grad_corr") if c not in history]
+    missing = [c for c in ("epoch", "c_hat_star", "grad_corr") if c not in history]
     if missing:
         raise KeyError(f"history lacks {missing}: train with a correcting optimizer and diagnostics='correlation'")
     sns.set_theme(style="whitegrid", context="notebook")
     fig = ax.figure if ax is not None else plt.figure(figsize=(6, 3.6))
     ax = ax if ax is not None else fig.add_subplot()
-    ax.plot(history["epoch"], history["c_hat"], marker="o", color="tab:orange", label="loss-based ĉ*")
+    ax.plot(history["epoch"], history["c_hat_star"], marker="o", color="tab:orange", label="loss-based ĉ*")
     ax.plot(history["epoch"], history["grad_corr"], marker="o", color="tab:blue", label="gradient correlation")
     ax.set(xlabel="epoch", ylabel="value", title="ĉ* vs true correlation")
     ax.legend()

@@ -23,7 +23,8 @@ and SET at 0% (dense), 50%, 80%, 90% and 95% sparsity and, on each checkpoint,
 3. :func:`agent_lab.diagnostics.checkpoint.diagnose_run` measures its final checkpoint: the
    variance across ``batches`` minibatches of the run's batch size (BN in train mode, float64)
    at the weights perturbed by N(0, ``variance_sigma``²), and the correlation of the full
-   training-set gradients at w and w + N(0, ``sigma``²), each over ``replicates`` replicates;
+   training-set gradients at w and w + N(0, ``sigma``²), each over ``replicates`` replicates, in
+   class-mixed batches of the run's batch size (a seeded shuffled pass, never storage order);
    statistics over the active (unmasked) coordinates, the perturbation on every weight (the
    paper: "all the weights"; ``active_only=True`` keeps masked weights at 0).
 
@@ -167,14 +168,15 @@ def _diverged_rows(config: RunConfig, run_dir: Path, what: Sequence[str], *, sig
 def sparsity_sweep(base: RunConfig, out: str | Path = "runs", *, pipelines: Sequence[str] = PAPER_PIPELINES,
                    sparsities: Sequence[float] = PAPER_SPARSITIES, what: Sequence[str] = CHECKPOINT_DIAGNOSTICS,
                    batches: int = 20, sigma: float = 0.015, variance_sigma: float = 0.015, replicates: int = 3,
-                   active_only: bool = False, seed: int = 0, save: bool = True,
+                   active_only: bool = False, seed: int = 0, augment: bool = False, save: bool = True,
                    progress: bool = True) -> pd.DataFrame:
     """Train (or load) every config of :func:`sweep_configs` and diagnose its final checkpoint.
 
     Returns the tidy frame of :func:`~agent_lab.diagnostics.checkpoint.diagnose_run` for every
     (pipeline label, sparsity) -- ``pipeline`` holds the label -- with the run's final ``test_acc``
     and ``status`` added. Each distinct run is trained and diagnosed once (the dense run serves
-    every label). ``seed`` seeds the diagnostics (batch order, perturbations); the training seed
+    every label). ``seed`` seeds the diagnostics (batch order, perturbations) and ``augment`` augments
+    their passes (off: the gradients of the training images themselves); the training seed
     is ``base.seed``. ``save`` also merges the results into each run's ``diagnostics.json``.
     Every argument is checked before anything is trained or written.
     """
@@ -201,8 +203,8 @@ def sparsity_sweep(base: RunConfig, out: str | Path = "runs", *, pipelines: Sequ
             test_acc = math.nan
         else:
             frame = diagnose_run(result.run_dir, what, batches=batches, sigma=sigma, variance_sigma=variance_sigma,
-                                 replicates=replicates, active_only=active_only, seed=seed, device=config.device,
-                                 save=save)
+                                 replicates=replicates, active_only=active_only, seed=seed, augment=augment,
+                                 device=config.device, save=save)
             test_acc = float(result.history["test_acc"].iloc[-1]) if len(result.history) else math.nan
         measured[config] = frame.assign(test_acc=test_acc, status=result.status)
     frames = [measured[config].assign(pipeline=label) for label, _, config in plan]

@@ -104,7 +104,7 @@ def _variance(model: nn.Module, batches: Batches, *, loss_fn: LossFn | None, mas
         params = [active.params_of(m) for m in models]
         accs = [accumulator() for _ in models]
         n_examples = 0
-        for x, y, n in iterate_batches(batches):
+        for x, y, n in iterate_batches(batches, "gradient_variance"):
             passes = [lambda m=m, ps=ps: active.flatten(batch_gradient(m, ps, loss_fn, x, y)[1])
                       for m, ps in zip(models, params)]
             for acc, g in zip(accs, same_randomness(passes)):

@@ -105,7 +105,7 @@ def _paired(model: nn.Module, snapshot_model: nn.Module, batches: Batches, activ
     """(g_b, o_b, n_b) per batch; call inside :func:`isolated` with the modes set."""
     params = active.params_of(model)
     snap_params = active.params_of(snapshot_model, "snapshot_model")
-    for x, y, n in iterate_batches(batches):
+    for x, y, n in iterate_batches(batches, "variance_vs_c"):
         g, o = same_randomness([lambda: active.flatten(batch_gradient(model, params, loss_fn, x, y)[1]),
                                 lambda: active.flatten(batch_gradient(snapshot_model, snap_params, loss_fn, x, y)[1])])
         yield g, o, n

@@ -18,7 +18,9 @@ live model (training gradient, refresh pass) and with the snapshot model (old gr
 Semantics
 ---------
 * **Refresh** (every ``m`` steps, normally once per epoch; the caller decides when). One pass over
-  ``batches`` (each batch once). For every batch: the mean loss at the current θ with its gradient
+  ``batches`` (each batch once), which must be class-mixed: draw them in a shuffled order at the
+  training batch size (:func:`agent_lab.data.full_pass_loader`); batches that look sorted by
+  class raise a :class:`~agent_lab.data.ClassSortedBatchesWarning`. For every batch: the mean loss at the current θ with its gradient
   (``torch.autograd.grad`` into private buffers, never into the live ``.grad``), accumulated as
   ``g̃ = Σ_b n_b ∇L_b / Σ_b n_b``; and, when a previous snapshot θ̃ exists, the mean loss at θ̃
   (forward only). Then ``ĉ* = Cov(L_cur, L_old) / Var(L_old)`` with sample (ddof=1) statistics in
@@ -68,6 +70,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.full_pass import ClassMixing, warn_if_class_sorted
 from ..isolation import copy_without_grads, module_preserved, rng_preserved
 from ..rng import capture_rng_state, restore_rng_state  # re-exported: part of this module's API
 
@@ -219,10 +222,12 @@ class GradientCorrector:
         losses_cur: list[torch.Tensor] = []
         losses_old: list[torch.Tensor] = []
         examples = 0
+        mixing = ClassMixing()
         snapshot_guard = (module_preserved(self._snapshot) if had_snapshot else contextlib.nullcontext())
         with rng_preserved(), module_preserved(model), snapshot_guard:
             for x, y in batches:
                 n = _batch_size(x, y)
+                mixing.update(y)
                 batch_rng = capture_rng_state() if had_snapshot else None
                 with torch.enable_grad():
                     loss = _scalar_loss(loss_fn(model, x, y))
@@ -242,6 +247,7 @@ class GradientCorrector:
                 examples += n
         if examples == 0:
             raise ValueError("refresh: batches is empty (it must be the whole training set, each batch once)")
+        warn_if_class_sorted(mixing, "GradientCorrector.refresh")
 
         c_star = _loss_regression(losses_cur, losses_old) if had_snapshot else math.nan
         if not math.isnan(c_star):

@@ -10,8 +10,14 @@ Per step, after the live backward and before the optimizer step, the callback
 3. rewrites ``.grad`` with the corrected gradient ĝ = g(θ) − c·g(θ̃) + c·g̃ on the same batch (or
    MVR's estimate); the sparsifier's pre-step hook then masks ĝ, and the base optimizer steps.
 
-The full-gradient pass reads the training set in its natural order without augmentation (the
-gradient of the training objective, not of one random augmentation of it). Every extra
+The full-gradient pass reads every training example once, in a shuffled order drawn from the run's
+seed and the step at which the pass runs (never in storage order: data sets may be stored sorted by
+class, and one-class batches through train-mode BatchNorm bias g̃ and ĉ*), at the training batch
+size, with BN in train mode as in the steps. By default the pass is augmented like the training
+batches (``full_pass_augment``; A-ITOP does so): each example contributes one random augmentation,
+so g̃ is an unbiased estimate of the full gradient of the augmented objective, which is what each
+step's g(θ̃) estimates, and E[g(θ̃) − g̃] = 0 holds as Eq. 2 needs. ``full_pass_augment=False``
+uses the clean images (A-BSR-Net). A resumed run replays its passes exactly. Every extra
 forward/backward is added to ``fwd_bwd``.
 """
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import torch.nn.functional as F
 
 from ..config import CORRECTOR_RULES, ConfigError
+from ..data.full_pass import full_pass_loader
 from ..hooks import Batch, Callback
 from .agent import GradientCorrector
 from .mvr import MVR
@@ -35,7 +42,7 @@ class CorrectionCallback(Callback):
         self.corrector, self.mvr, self.refresh_every = corrector, mvr, refresh_every
         self.full_pass_loader = full_pass_loader
         self.sparsifier = sparsifier
-        self.epoch_c_hat_star = math.nan
+        self.epoch_c_hat_star = math.nan  # ĉ* of the refresh(es) of the current epoch
 
     def on_train_begin(self, trainer) -> None:
         if self.sparsifier is not None:
@@ -52,7 +59,7 @@ class CorrectionCallback(Callback):
 
         if self.corrector is not None and trainer.state.step % self.refresh_every == 0:
             full_loss, passes = self._full_pass_objective(trainer)
-            report = self.corrector.refresh(self.full_pass_loader.epoch(0), full_loss)
+            report = self.corrector.refresh(self.full_pass_loader.epoch(trainer.state.step), full_loss)
             trainer.count_passes(report["fwd_bwd"] * passes)
             if not math.isnan(report["c_hat_star"]):
                 self.epoch_c_hat_star = report["c_hat_star"]
@@ -93,7 +100,8 @@ class CorrectionCallback(Callback):
     def epoch_metrics(self, trainer) -> dict[str, float]:
         if self.corrector is None:
             return {}
-        return {"c": float(self.corrector.c), "c_hat": self.epoch_c_hat_star}
+        return {"c": float(self.corrector.c), "c_hat_ema": float(self.corrector.c_hat),
+                "c_hat_star": self.epoch_c_hat_star}
 
     def state_dict(self) -> dict[str, Any]:
         return {"corrector": None if self.corrector is None else self.corrector.state_dict(),
@@ -124,9 +132,9 @@ def build_correction(config, trainer, sparsifier=None) -> CorrectionCallback | N
                           f"full-gradient pass; dataset {config.dataset!r} is streamed")
     full_pass = None
     if corrector is not None:
-        from ..data import InMemoryLoader
-
-        full_pass = InMemoryLoader(images, trainer.train_loader.labels, config.batch_size, shuffle=False,
-                                   augment=False, device=trainer.device)
+        train_loader = trainer.train_loader
+        full_pass = full_pass_loader(images, train_loader.labels, config.batch_size, seed=config.seed,
+                                     augment=train_loader.augment and config.full_pass_augment,
+                                     flip=train_loader.flip, pad=train_loader.pad, device=trainer.device)
     refresh_every = config.refresh_every or len(trainer.train_loader)
     return CorrectionCallback(corrector, mvr, refresh_every, full_pass, sparsifier)
