@@ -120,6 +120,8 @@ def test_adaptive_mvr_sets_storms_step_size(tiny_config, tmp_path):
     ({"optimizer": "agent", "gamma": 0.0}, "gamma"),
     ({"optimizer": "agent", "alpha": 1.5}, "alpha"),
     ({"optimizer": "agent", "refresh_every": 0}, "refresh_every"),
+    ({"optimizer": "sgd", "full_pass_augment": False}, "full_pass_augment"),
+    ({"optimizer": "agent", "full_pass_augment": "no"}, "full_pass_augment"),
 ])
 def test_bad_correction_settings_are_refused(changes, field):
     with pytest.raises(ConfigError, match=f"^RunConfig.{field}:"):
