@@ -51,46 +51,61 @@ def full_pass_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int
 
 
 class ClassMixing:
-    """Accumulates the labels of a pass's batches and tells whether the pass reads class-sorted data.
+    """Collects the labels of a pass's batches and tells whether the pass reads class-sorted data.
 
     Only integer label vectors (classification) are looked at; anything else is ignored. Batches
-    smaller than 16 are not checked (their majority share is large by chance).
+    smaller than 16 are not checked (their majority share is large by chance). The labels stay
+    where they are until a statistic is asked for, then move to the CPU in one transfer (no
+    device synchronisation per batch).
     """
 
     def __init__(self) -> None:
-        self.majority_shares: list[float] = []
-        self._counts: torch.Tensor | None = None
+        self._labels: list[torch.Tensor] = []
+        self._summary: tuple[list[float], torch.Tensor] | None = None
 
     def update(self, y) -> None:
         if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.is_floating_point() or y.is_complex() \
                 or y.dtype == torch.bool or y.numel() == 0:
             return
-        counts = torch.bincount(y.detach().to("cpu", torch.int64).clamp_min(0))
-        if self._counts is None or len(self._counts) < len(counts):
-            grown = torch.zeros(len(counts), dtype=torch.int64)
-            if self._counts is not None:
-                grown[:len(self._counts)] = self._counts
-            self._counts = grown
-        self._counts[:len(counts)] += counts
-        if y.numel() >= MIN_CHECKED_BATCH:
-            self.majority_shares.append(float(counts.max()) / y.numel())
+        self._labels.append(y.detach())
+        self._summary = None
+
+    def _analyse(self) -> tuple[list[float], torch.Tensor]:
+        if self._summary is None:
+            if not self._labels:
+                self._summary = ([], torch.zeros(0, dtype=torch.int64))
+            else:
+                sizes = [len(y) for y in self._labels]
+                labels = torch.cat([y.to(torch.int64) for y in self._labels]).cpu().clamp_min(0)
+                counts = torch.bincount(labels)
+                shares = [float(torch.bincount(batch).max()) / len(batch)
+                          for batch in torch.split(labels, sizes) if len(batch) >= MIN_CHECKED_BATCH]
+                self._summary = (shares, counts)
+        return self._summary
+
+    @property
+    def majority_shares(self) -> list[float]:
+        """Per checked batch, the share of its most frequent class."""
+        return self._analyse()[0]
 
     @property
     def mean_majority_share(self) -> float:
         """Mean over checked batches of the share of each batch's most frequent class (NaN if none)."""
-        return sum(self.majority_shares) / len(self.majority_shares) if self.majority_shares else float("nan")
+        shares = self.majority_shares
+        return sum(shares) / len(shares) if shares else float("nan")
 
     @property
     def overall_majority_share(self) -> float:
         """Share of the most frequent class over the whole pass (NaN before any label)."""
-        if self._counts is None or int(self._counts.sum()) == 0:
-            return float("nan")
-        return float(self._counts.max()) / float(self._counts.sum())
+        counts = self._analyse()[1]
+        total = int(counts.sum())
+        return float(counts.max()) / total if total else float("nan")
 
     def sorted_by_class(self) -> bool:
         """True when at least two batches were checked, the pass holds more than one class, and
         batches are dominated by one class far beyond what a random order gives."""
-        if len(self.majority_shares) < 2 or self._counts is None or int((self._counts > 0).sum()) < 2:
+        shares, counts = self._analyse()
+        if len(shares) < 2 or int((counts > 0).sum()) < 2:
             return False
         return self.mean_majority_share > self.overall_majority_share + SORTED_EXCESS
 

@@ -21,8 +21,11 @@ Conventions. ``loss_fn(model, x, y)`` returns the batch's mean loss as a scalar 
 cross-entropy). Gradients cover every trainable parameter, flattened and concatenated in
 ``model.named_parameters()`` order, restricted with ``masks`` (``{name: bool tensor}``, a
 ``MaskState`` or a ``Sparsifier``) to active coordinates. ``batches`` is an iterable of
-``(x, y)`` pairs or a callable returning one (e.g. ``lambda: loader.epoch(0)``); every diagnostic
-makes exactly one pass over it, so a one-shot iterator is enough. ``bn_mode`` puts BatchNorm
+``(x, y)`` pairs or a callable returning one (e.g. ``lambda: full_pass_loader(images, labels, 128,
+seed=0).epoch(0)``, :func:`agent_lab.data.full_pass_loader`); every diagnostic makes exactly one pass
+over it, so a one-shot iterator is enough. Batches must be class-mixed (never a data set's storage
+order, which may be sorted by class); batches that look sorted by class raise a
+:class:`~agent_lab.data.ClassSortedBatchesWarning`. ``bn_mode`` puts BatchNorm
 layers in ``"train"`` (batch statistics, the default, as in training) or ``"eval"`` mode, or
 ``"keep"``s them. Every diagnostic leaves the model(s) bit-identical -- parameters, buffers,
 train/eval flags of every submodule, ``.grad`` -- and the global RNG states (torch, CUDA, Python,

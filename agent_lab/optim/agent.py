@@ -4,8 +4,9 @@
 training loop::
 
     corrector = GradientCorrector(model, rule="agent", gamma=0.1, alpha=0.3, c0=0.1)
+    full_pass = full_pass_loader(images, labels, batch_size, seed=0, augment=True)  # agent_lab.data
     for epoch in range(epochs):
-        corrector.refresh(full_pass_batches, loss_fn)      # snapshot, full gradient, c-hat
+        corrector.refresh(full_pass.epoch(epoch), loss_fn)  # snapshot, full gradient, c-hat
         for x, y in train_batches:
             optimizer.zero_grad()
             loss_fn(model, x, y).backward()
