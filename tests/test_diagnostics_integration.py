@@ -28,7 +28,7 @@ from agent_lab.reporting import plot_history_columns
 from agent_lab import ConfigError, RunConfig, load_run, train
 from agent_lab.cli import main
 from agent_lab.config import CHOICES, CORRECTOR_RULES
-from agent_lab.data import InMemoryLoader, load_dataset
+from agent_lab.data import full_pass_loader, load_dataset
 from agent_lab.diagnostics.checkpoint import SUMMARY_FILE, diagnose_run, run_masks
 from agent_lab.diagnostics.in_training import DIAGNOSTICS, DiagnosticsCallback
 from agent_lab.optim.agent import GradientCorrector
@@ -472,11 +472,11 @@ def test_diagnose_a_sparse_run(agent_runs, tmp_path):
     assert (table["n_active"] == n_active).all()
     assert (table["replicates"] == 2).all() and (table["std"] == 0.0).all()
     assert table.set_index("metric").loc["grad_corr", "value"] == 1.0
-    assert table.set_index("metric").loc["grad_corr", "batches"] == 1  # the 256 images in one eval batch
-    # σ = 0: the variance is that of the checkpoint itself, on the first 3 batches of the fixed
-    # shuffled order (seed 0, no augmentation).
+    assert table.set_index("metric").loc["grad_corr", "batches"] == 256 // BATCH  # the run's batch size
+    # σ = 0: the variance is that of the checkpoint itself, on the first 3 batches of the full-pass
+    # order of the run's seed (pass 0, no augmentation).
     images, labels = _training_images(AGENT_RIGL)
-    sampled = InMemoryLoader(images, labels, BATCH, shuffle=True, augment=False, drop_last=True, seed=0)
+    sampled = full_pass_loader(images, labels, BATCH, seed=AGENT_RIGL.seed, drop_last=True)
     G = stacked_gradients(model, [sampled.batch(0, s) for s in range(3)], masks)
     var_g = float(np.var(G, axis=0, ddof=1).sum())
     rows = table.set_index("metric")
