@@ -1,11 +1,13 @@
 """Diagnostics during training (``RunConfig.diagnostics``): history columns, side-effect free.
 
-* ``correlation`` (correcting optimizers): at every refresh, ``grad_corr`` is the Pearson
-  correlation between the new full gradient g̃ (at the current weights θ) and the previous one
-  (at the previous snapshot θ̃, one refresh earlier), over the coordinates that were unmasked at
-  both refreshes (g̃ and its mask are copied as each refresh leaves them, before masks move) -- the "true correlation" of Fig. 26, next to the
-  loss-based ĉ* of the same refresh (``c_hat_star``). Both full gradients come from the refresh pass
-  itself on the same data, so this costs no extra pass.
+* ``correlation`` (correcting optimizers): at every refresh after the first, ``grad_corr`` is the
+  Pearson correlation between the new full gradient g̃ at the current weights θ and the full
+  gradient at the previous snapshot θ̃ (the previous epoch's weights), both over the *same*
+  batches of the refresh pass (same order, same augmentation: two passes with different draws
+  would mostly measure the draws), over the coordinates that were unmasked at both refreshes -- the
+  "true correlation" of Fig. 26, next to the loss-based ĉ* of the same pass (``c_hat_star``), which
+  regresses the losses of the same batches at θ and θ̃. The ĉ* pass at θ̃ then takes gradients
+  too: one backward per example more, within the pass ``fwd_bwd`` already counts for it.
 * ``variance``: at the last step of every epoch, on the first ``diagnostics_batches`` training
   batches of that epoch (same augmentation as training, replayed from the loader, BN in train
   mode): ``grad_var`` (mean over active coordinates of the per-coordinate variance across
@@ -45,13 +47,14 @@ class DiagnosticsCallback(Callback):
             raise ValueError("diagnostics: 'correlation' needs a correcting optimizer (it compares full gradients)")
         self.corrector, self.sparsifier, self.batches = corrector, sparsifier, int(batches)
         self.refresh_every = int(refresh_every)
-        # g̃ and its correctable masks as the last refresh left them (copies: masks move later)
-        self._previous: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        # the correctable masks as the last refresh left them (copies: masks move later)
+        self._previous_masks: list[torch.Tensor] | None = None
         self._metrics: dict[str, float] = {}
         self._hooked = False
 
     def on_train_begin(self, trainer) -> None:
         if self.correlation and not self._hooked:
+            self.corrector.snapshot_gradient_on_refresh = True
             self.corrector.register_refresh_hook(self._after_refresh)
             self._hooked = True
 
@@ -60,12 +63,12 @@ class DiagnosticsCallback(Callback):
 
     def _after_refresh(self, corrector, report) -> None:
         new, new_ok = corrector.full_gradient_state()
-        if self._previous is not None:
-            old, old_ok = self._previous
-            keep = [a & b for a, b in zip(old_ok, new_ok)]
+        old = report.get("snapshot_gradient")
+        if self._previous_masks is not None and old is not None:
+            keep = [a & b for a, b in zip(self._previous_masks, new_ok)]
             self._metrics["grad_corr"] = pearson(torch.cat([g[k].double() for g, k in zip(old, keep)]),
                                                  torch.cat([g[k].double() for g, k in zip(new, keep)]))
-        self._previous = (new, new_ok)
+        self._previous_masks = new_ok
 
     def after_optimizer_step(self, trainer, batch: Batch) -> None:
         if self.variance and batch.step == len(trainer.train_loader) - 1:
@@ -97,10 +100,10 @@ class DiagnosticsCallback(Callback):
         return {name: self._metrics.get(name, math.nan) for name in columns}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"previous": self._previous, "metrics": dict(self._metrics)}
+        return {"previous_masks": self._previous_masks, "metrics": dict(self._metrics)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._previous = state.get("previous")
+        self._previous_masks = state.get("previous_masks")
         self._metrics = dict(state.get("metrics", {}))
 
 

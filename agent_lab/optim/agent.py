@@ -186,6 +186,8 @@ class GradientCorrector:
         self._partial: set[int] = set()          # indices whose correctable mask has a False
         self._keep: list[torch.Tensor | None] = [None] * len(self._names)  # last mask given
         self._refresh_hooks: list[Callable[["GradientCorrector", dict[str, float]], None]] = []
+        # Diagnostics (Fig. 26): also take the full gradient at the previous θ̃ on the refresh's batches.
+        self.snapshot_gradient_on_refresh = False
 
     # ---------------------------------------------------------------- coefficient
 
@@ -215,7 +217,10 @@ class GradientCorrector:
     def refresh(self, batches: Iterable[tuple[Any, Any]], loss_fn: LossFn) -> dict[str, float]:
         """One pass over the training set: ĉ*, ĉ, then θ̃ ← θ and g̃ ← mean gradient at θ.
 
-        Returns ``{"c_hat_star", "c_hat", "c", "examples", "fwd_bwd"}``.
+        Returns ``{"c_hat_star", "c_hat", "c", "examples", "fwd_bwd", "snapshot_gradient"}``. With
+        ``snapshot_gradient_on_refresh`` set (and a previous snapshot), the ĉ* pass at θ̃ also takes
+        gradients: ``snapshot_gradient`` is then the full gradient at the previous θ̃ over the same
+        batches (per parameter, weighted like g̃), else None.
         """
         model = self.model
         had_snapshot = self._snapshot is not None
@@ -224,6 +229,8 @@ class GradientCorrector:
         losses_old: list[torch.Tensor] = []
         examples = 0
         mixing = ClassMixing()
+        acc_old = ([torch.zeros_like(p, memory_format=torch.preserve_format) for p in self._snap_params]
+                   if had_snapshot and self.snapshot_gradient_on_refresh else None)
         snapshot_guard = (module_preserved(self._snapshot) if had_snapshot else contextlib.nullcontext())
         with rng_preserved(), module_preserved(model), snapshot_guard:
             for x, y in batches:
@@ -242,8 +249,18 @@ class GradientCorrector:
                     after = capture_rng_state()
                     restore_rng_state(batch_rng)
                     self._sync_modes()
-                    with torch.no_grad():
-                        losses_old.append(_scalar_loss(loss_fn(self._snapshot, x, y)).detach())
+                    if acc_old is None:
+                        with torch.no_grad():
+                            losses_old.append(_scalar_loss(loss_fn(self._snapshot, x, y)).detach())
+                    else:
+                        with torch.enable_grad():
+                            old_loss = _scalar_loss(loss_fn(self._snapshot, x, y))
+                            old_grads = torch.autograd.grad(old_loss, self._snap_params, allow_unused=True)
+                        with torch.no_grad():
+                            for a, g in zip(acc_old, old_grads):
+                                if g is not None:
+                                    a.add_(g, alpha=n)
+                        losses_old.append(old_loss.detach())
                     restore_rng_state(after)
                 examples += n
         if examples == 0:
@@ -270,7 +287,8 @@ class GradientCorrector:
                     self._apply_mask(i, keep)
         self.refreshes += 1
         report = {"c_hat_star": c_star, "c_hat": self.c_hat, "c": self.c, "examples": examples,
-                  "fwd_bwd": examples + (examples if had_snapshot else 0)}
+                  "fwd_bwd": examples + (examples if had_snapshot else 0),
+                  "snapshot_gradient": None if acc_old is None else [a.div_(examples) for a in acc_old]}
         for hook in self._refresh_hooks:
             hook(self, report)
         return report
