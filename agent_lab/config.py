@@ -132,7 +132,8 @@ class RunConfig:
     attack_step: float = field(default=2 / 255, metadata=_doc("PGD step size of the training attack"))
     attack_steps: int = field(default=10, metadata=_doc("PGD iterations of the training attack"))
     attack_bn: str = field(default="eval", metadata=_doc(
-        "BatchNorm mode while attacking (eval: running statistics, nothing updated)"))
+        "BatchNorm mode of the training attack (eval: running statistics, nothing updated); robust "
+        "evaluation always attacks the eval-mode network"))
     trades_beta: float = field(default=6.0, metadata=_doc("TRADES weight of the KL term"))
     full_grad_objective: str = field(default="clean", metadata=_doc(
         "objective of AGENT's full-gradient pass in adversarial training: clean (the paper) or adversarial"))

@@ -13,7 +13,7 @@ from agent_lab.adversarial import (PGD, TRADES, MadryAT, build_objective, genera
                                    robust_evaluate)
 from agent_lab.adversarial.attacks import TRADES_START_STD
 from agent_lab.hooks import Batch, Objective
-from agent_lab.train import Trainer
+from agent_lab.train import Trainer, prepare
 
 WALL_CLOCK = ["wall_time", "eval_time"]
 
@@ -454,6 +454,13 @@ def test_prepare_is_idempotent_and_replays_from_seed_epoch_step(kind):
         assert not torch.equal(objective.prepare(model, Batch(x, y, epoch, step)).x_adv, first)
     other_seed = build_objective(config.replace(seed=6))
     assert not torch.equal(other_seed.prepare(model, Batch(x, y, 2, 3)).x_adv, first)
+
+
+def test_robust_evaluation_attacks_the_eval_mode_network_whatever_the_training_attack_bn():
+    config = RunConfig(dataset="synthetic", adversarial="at", attack_bn="train", robust_eval="pgd20", device="cpu")
+    trainer, _ = prepare(config)
+    assert trainer.objective.attack.bn_mode == "train"
+    assert trainer.robust_monitor.attack.bn_mode == "eval"
 
 
 def test_build_objective_follows_the_config():

@@ -47,6 +47,9 @@ def build_robust_monitor(config, test_loader) -> RobustMonitor | None:
     name = resolved_robust_eval(config)
     if name == "none":
         return None
-    attack = named_attack(name, config.epsilon, bn_mode=config.attack_bn)
+    # The evaluated network is the eval-mode one; attack_bn is the training attack's setting (a
+    # train-mode attack on test batches would also depend on their composition, and the test set
+    # may be stored sorted by class).
+    attack = named_attack(name, config.epsilon, bn_mode="eval")
     return RobustMonitor(attack, test_loader, restarts=config.robust_eval_restarts,
                          subset=config.robust_eval_subset, seed=config.seed)

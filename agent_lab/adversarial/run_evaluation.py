@@ -30,7 +30,7 @@ def evaluate_run(run_dir: str | Path, *, attack: str = "pgd50", restarts: int = 
     run = load_run(run_dir)
     config = run.config
     epsilon = config.epsilon if epsilon is None else epsilon
-    pgd = named_attack(attack, epsilon, bn_mode=config.attack_bn)  # validates attack and epsilon first
+    pgd = named_attack(attack, epsilon, bn_mode="eval")  # the evaluated network; validates attack and epsilon
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit: {limit!r} is invalid; expected a positive number of test examples")
     torch_device = resolve_device(device)
