@@ -8,6 +8,7 @@ that class-sorted batches handed to the corrector or the diagnostics are flagged
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 
 import pandas as pd
@@ -267,3 +268,24 @@ def test_diagnose_run_measures_on_class_mixed_batches_of_the_training_size(sorte
     value = table.set_index("metric").loc["grad_corr", "value"]
     assert value == seen["correlation_value"].mean
     assert bool(table["active_only"].eq(False).all()) and bool(table["augment"].eq(False).all())
+
+
+def test_diagnose_run_augment_option_draws_augmented_passes_and_keeps_its_own_summary(sorted_run, monkeypatch):
+    seen = {}
+
+    def spy(model, batches, **kwargs):
+        seen["batches"] = [(x.clone(), y.clone()) for x, y in batches()]
+        return gradient_correlation(model, seen["batches"], **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "gradient_correlation", spy)
+    table = diagnose_run(sorted_run.run_dir, "correlation", replicates=1, augment=True, device="cpu")
+    images, labels = load_bundle(SORTED).train.images, load_bundle(SORTED).train.labels
+    clean = list(full_pass_loader(images, labels, 64, seed=SORTED.seed).epoch(0))
+    augmented = list(full_pass_loader(images, labels, 64, seed=SORTED.seed, augment=True).epoch(0))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(seen["batches"], augmented))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(seen["batches"], clean))
+    assert bool(table["augment"].iloc[0])
+    stored = json.loads((sorted_run.run_dir / "diagnostics.json").read_text())
+    assert "grad_corr_sigma0.015_r1_augmented" in stored
+    with pytest.raises(ValueError, match="augment: 'yes' is invalid"):
+        diagnose_run(sorted_run.run_dir, "correlation", augment="yes", device="cpu")
