@@ -152,8 +152,8 @@ def main() -> None:
         rows.append((f"variance_vs_c ({k} batches, model + snapshot)", seconds, 2 * n_batch))
 
         eval_model = copy.deepcopy(model).eval()
-        x, y = next(iter(full.epoch(0)))
-        x, y = x[:PER_SAMPLE_EXAMPLES], y[:PER_SAMPLE_EXAMPLES]
+        first = [full.batch(0, s) for s in range(-(-PER_SAMPLE_EXAMPLES // config.batch_size))]
+        x, y = (torch.cat(parts)[:PER_SAMPLE_EXAMPLES] for parts in zip(*first))
         _, seconds = timed(lambda: per_sample_gradient_variance(eval_model, x, y, masks=masks))
         rows.append((f"per_sample_gradient_variance ({len(y)} examples, BN eval)", seconds, len(y)))
 
