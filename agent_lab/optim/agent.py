@@ -105,6 +105,20 @@ def _scalar_loss(value: Any) -> torch.Tensor:
     return value.reshape(())
 
 
+def _accumulate_gradient(model: nn.Module, params: list[torch.Tensor], loss_fn: LossFn, x: Any, y: Any,
+                         acc: list[torch.Tensor], weight: int) -> torch.Tensor:
+    """``acc += weight · ∇ loss_fn(model, x, y)`` per parameter (``.grad`` untouched); returns the
+    detached loss."""
+    with torch.enable_grad():
+        loss = _scalar_loss(loss_fn(model, x, y))
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+    with torch.no_grad():
+        for a, g in zip(acc, grads):
+            if g is not None:
+                a.add_(g, alpha=weight)
+    return loss.detach()
+
+
 def _loss_regression(current: list[torch.Tensor], old: list[torch.Tensor]) -> float:
     """Eq. 4: Cov(L_cur, L_old) / Var(L_old), sample statistics in float64; NaN if undefined."""
     if len(old) < 2:
@@ -237,14 +251,7 @@ class GradientCorrector:
                 n = _batch_size(x, y)
                 mixing.update(y)
                 batch_rng = capture_rng_state() if had_snapshot else None
-                with torch.enable_grad():
-                    loss = _scalar_loss(loss_fn(model, x, y))
-                    grads = torch.autograd.grad(loss, self._params, allow_unused=True)
-                with torch.no_grad():
-                    for a, g in zip(acc, grads):
-                        if g is not None:
-                            a.add_(g, alpha=n)
-                losses_cur.append(loss.detach())
+                losses_cur.append(_accumulate_gradient(model, self._params, loss_fn, x, y, acc, n))
                 if had_snapshot:
                     after = capture_rng_state()
                     restore_rng_state(batch_rng)
@@ -253,14 +260,8 @@ class GradientCorrector:
                         with torch.no_grad():
                             losses_old.append(_scalar_loss(loss_fn(self._snapshot, x, y)).detach())
                     else:
-                        with torch.enable_grad():
-                            old_loss = _scalar_loss(loss_fn(self._snapshot, x, y))
-                            old_grads = torch.autograd.grad(old_loss, self._snap_params, allow_unused=True)
-                        with torch.no_grad():
-                            for a, g in zip(acc_old, old_grads):
-                                if g is not None:
-                                    a.add_(g, alpha=n)
-                        losses_old.append(old_loss.detach())
+                        losses_old.append(_accumulate_gradient(self._snapshot, self._snap_params, loss_fn, x, y,
+                                                               acc_old, n))
                     restore_rng_state(after)
                 examples += n
         if examples == 0:
