@@ -8,12 +8,16 @@ The `cpu` scale of ``notebooks/02_diagnostics.ipynb``: VGG-16 width 0.125 traine
   diagnosed with both perturbation protocols (all weights, active weights only): gradient
   variance over 20 batches and the full-gradient correlation, σ = 0.015, 3 replicates.
 * ``fig26``: AGENT with ``diagnostics="correlation"`` on RigL 90% and 99% (ĉ* against the
-  correlation of consecutive full gradients, and final accuracy against the SGD runs).
+  correlation of the full gradients at θ and θ̃, and final accuracy against the SGD runs).
+* ``passes`` (after ``fig26``): on the final RigL-90% AGENT model, the correlation of two full passes
+  at the same weights (clean and augmented, different shuffles), and the old storage-order pass
+  (batches of 1,000, sorted by class) against a shuffled one; plus the first-epoch train loss of
+  the quickstart config on 1 and 2 threads (CPU kernels are not bitwise stable across thread counts).
 
 Histories and tidy summaries are written to ``figures/diagnostics/`` (CSV/JSON, small), with the
 figures, so the results re-render without retraining; run folders go to ``--out``.
 
-    python benchmarks/cpu_diagnostics.py sweep|fig26 [--out runs-cpu] [--threads 1]
+    python benchmarks/cpu_diagnostics.py sweep|fig26|passes [--out runs-cpu] [--threads 1]
 """
 from __future__ import annotations
 
@@ -82,16 +86,60 @@ def run_fig26(out: str) -> None:
     (FIGURES / "fig26_summary.json").write_text(json.dumps(summary, indent=1))
 
 
+def run_passes(out: str) -> None:
+    import tempfile
+    import warnings
+
+    from agent_lab.data import InMemoryLoader, full_pass_loader
+    from agent_lab.diagnostics import full_gradient, pearson
+    from agent_lab.diagnostics.checkpoint import run_masks
+    from agent_lab.quickstart import QUICKSTART_CONFIG
+    from agent_lab.runs import CHECKPOINT_FILE, load_checkpoint
+    from agent_lab.train import load_bundle
+
+    run = train(base_config().replace(optimizer="agent", diagnostics="correlation"), out=out)
+    model = run.load_model("cpu")
+    masks = run_masks(load_checkpoint(Path(run.run_dir) / CHECKPOINT_FILE))
+    train_split = load_bundle(run.config).train
+    images, labels = train_split.images, train_split.labels
+    result = {"run": Path(run.run_dir).name}
+    for augment in (False, True):
+        loader = full_pass_loader(images, labels, 128, seed=0, augment=augment)
+        first = full_gradient(model, lambda: loader.epoch(1), masks=masks)
+        second = full_gradient(model, lambda: loader.epoch(2), masks=masks)
+        tag = "augmented" if augment else "clean"
+        result[f"{tag}_two_passes_correlation"] = pearson(first, second)
+        result[f"{tag}_norm"] = float(first.norm())
+        result[f"{tag}_difference_norm"] = float((first - second).norm())
+        if not augment:
+            clean = first
+    storage_order = InMemoryLoader(images, labels, 1000, shuffle=False, augment=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the point of this measurement: the class-sorted pass
+        old = full_gradient(model, lambda: storage_order.epoch(0), masks=masks)
+    result["storage_order_norm"] = float(old.norm())
+    result["storage_order_vs_shuffled_correlation"] = pearson(old, clean)
+    threads = torch.get_num_threads()
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        with tempfile.TemporaryDirectory() as folder:
+            history = train(QUICKSTART_CONFIG.replace(epochs=1), out=folder, progress=False).history
+        result[f"quickstart_epoch1_train_loss_{n}_threads"] = float(history["train_loss"].iloc[0])
+    torch.set_num_threads(threads)
+    print(json.dumps(result, indent=1))
+    (FIGURES / "full_pass_noise.json").write_text(json.dumps(result, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("sweep", "fig26"))
+    parser.add_argument("what", choices=("sweep", "fig26", "passes"))
     parser.add_argument("--out", default="runs-cpu")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     FIGURES.mkdir(parents=True, exist_ok=True)
-    {"sweep": run_sweep, "fig26": run_fig26}[args.what](args.out)
+    {"sweep": run_sweep, "fig26": run_fig26, "passes": run_passes}[args.what](args.out)
 
 
 if __name__ == "__main__":
