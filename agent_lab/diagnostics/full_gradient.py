@@ -14,8 +14,9 @@
 
 ``batches`` must be class-mixed (shuffled, at the training batch size when BN runs in train mode:
 :func:`agent_lab.data.full_pass_loader`); class-sorted batches raise a
-:class:`~agent_lab.data.ClassSortedBatchesWarning`. One pass over ``batches``: each batch is evaluated at both models on the same inputs, and the
-second pass of a batch replays the first pass's RNG state (stochastic layers draw the same masks).
+:class:`~agent_lab.data.ClassSortedBatchesWarning`. One pass over ``batches``: each batch is
+evaluated at both models on the same inputs, and the second pass of a batch replays the first
+pass's RNG state (stochastic layers draw the same masks).
 Modes: the snapshot takes the model's per-module train/eval flags, then BatchNorm layers follow
 ``bn_mode`` (``"train"``: batch statistics, as in training; ``"eval"``: running statistics;
 ``"keep"``: as they are). Both models, ``.grad`` and the global RNG states are left exactly as
