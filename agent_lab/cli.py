@@ -65,7 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     config = config_from_args(args)
-    result = train(config, out=args.out, resume=not args.no_resume, progress=not args.quiet)
+    result = train(config, out=args.out, resume=not args.no_resume, progress=not args.quiet,
+                   lock_timeout=args.lock_timeout)
     _print_history(result)
     print(f"status: {result.status}\nrun folder: {result.run_dir}")
     return EXIT_INTERRUPTED if result.status == "interrupted" else 0
@@ -89,8 +90,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if table.empty:
         print(f"no runs under {args.out}")
         return 0
-    columns = [c for c in ("run", "status", "epoch", "test_acc", "wall_time", "fwd_bwd") if c in table]
-    print(table[columns].to_string(index=False))
+    if "heartbeat_age" in table:
+        table["heartbeat_age"] = table["heartbeat_age"].map(lambda v: "" if v != v else f"{v:.0f} s ago")
+    columns = [c for c in ("run", "status", "epoch", "test_acc", "wall_time", "fwd_bwd", "heartbeat_age") if c in table]
+    print(table[columns].fillna("").to_string(index=False))
+    for _, row in table[table["status"] == "damaged"].iterrows():
+        print(f"{row['run']}: {row['problem']}")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from .runs import repair_run
+
+    run = repair_run(args.run)
+    print(f"{run.run_dir}: history, side tables and meta.json rewritten from the checkpoint "
+          f"(status {run.status}, {len(run.history)} epochs)")
     return 0
 
 
@@ -99,7 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_run(args.run, attack=args.attack, restarts=args.restarts, epsilon=args.epsilon,
                           limit=args.limit, batch_size=args.batch_size, device=args.device, seed=args.seed,
-                          progress=not args.quiet)
+                          progress=not args.quiet, allow_partial=args.allow_partial)
     summary = result.summary()
     print(f"{args.attack} x {args.restarts} restarts, epsilon {summary['epsilon']:.6g} "
           f"({summary['epsilon'] * 255:g}/255), step {summary['step_size']:.6g}, {summary['n']} test examples")
@@ -114,9 +128,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     what = [w.strip() for w in args.what.split(",") if w.strip()]
     table = diagnose_run(args.run, what, batches=args.batches, sigma=args.sigma, variance_sigma=args.variance_sigma,
                          replicates=args.replicates, active_only=args.active_only, seed=args.seed,
-                         augment=args.augment, device=args.device)
+                         augment=args.augment, device=args.device, allow_partial=args.allow_partial)
     columns = ["metric", "value", "std", "replicates", "sigma", "batches", "n_active", "seconds"]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    if len(table) and table["run_status"].iloc[0] != "completed":
+        print(f"run {table['run_status'].iloc[0]}: measured its checkpoint of epoch {table['epoch'].iloc[0]}")
     print(f"written to {args.run}/diagnostics.json")
     return 0
 
@@ -147,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs", help="folder that holds run folders")
     train.add_argument("--no-resume", action="store_true", help="start over even if the run exists")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                       help="when another process trains the same config into --out, wait at most this long "
+                            "(0: refuse at once) [default: wait until it finishes, then show its result]")
     train.set_defaults(handler=cmd_train)
 
     quick = sub.add_parser("quickstart", help="SGD vs AGENT on a 90%%-sparse VGG-16, bundled CIFAR-10 subset (CPU, minutes)")
@@ -182,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [default: auto]")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the random starts [default: 0]")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument("--allow-partial", action="store_true",
+                          help="attack an interrupted, diverged or running run's last checkpoint too")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     diagnose = sub.add_parser("diagnose", help="gradient variance and correlation under perturbation of a stored run")
@@ -200,22 +221,29 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--augment", action="store_true",
                           help="augment the training images of the passes as in training [default: clean images]")
     diagnose.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [default: auto]")
+    diagnose.add_argument("--allow-partial", action="store_true",
+                          help="measure an interrupted, diverged or running run's last checkpoint too")
     diagnose.set_defaults(handler=cmd_diagnose)
 
     runs = sub.add_parser("runs", help="list the runs under a folder")
     runs.add_argument("--out", default="runs", help="folder that holds run folders")
     runs.set_defaults(handler=cmd_runs)
+
+    repair = sub.add_parser("repair", help="rewrite a run's history, side tables and meta.json from its checkpoint")
+    repair.add_argument("--run", required=True, help="run folder (as written by train)")
+    repair.set_defaults(handler=cmd_repair)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataUnavailableError
+    from .runs import RunStoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DataUnavailableError, FileNotFoundError, ValueError) as error:
+    except (ConfigError, DataUnavailableError, RunStoreError, FileNotFoundError, ValueError) as error:
         print(f"agent-lab: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -1,31 +1,70 @@
-"""Run store: one folder per run, named after the config hash, cached and resumable.
+"""Run store: one folder per run, named after the config hash, cached, resumable and verifiable.
 
-A run folder holds ``config.json``, ``history.csv``, ``meta.json`` and ``checkpoint.pt``. Every
-file is written atomically (temporary file in the same folder, then rename), so a run killed at
-any moment leaves either the previous or the new version of each file, never half of one.
+A run folder holds ``config.json``, ``history.csv``, ``meta.json``, ``checkpoint.pt`` and the side
+tables of the run's callbacks (``layer_density.csv``, ...). Every file is written atomically
+(temporary file in the same folder, then rename), so a run killed at any moment leaves either the
+previous or the new version of each file, never half of one.
+
+The store can prove its files: after every save ``meta.json`` records the size and SHA-256 of the
+checkpoint, the history and the side tables, and a run is served only when its files match. The
+checkpoint is the source of truth: it holds the history and the side tables too, so a damaged
+history or side table is rewritten from it (:func:`repair_run`); a damaged checkpoint means the run
+must start over. One process at a time trains in a run folder (:class:`RunLock`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import socket
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 
 from .config import RunConfig
 
 STATUSES = ("running", "completed", "diverged", "interrupted")
+FINAL_STATUSES = ("completed", "diverged")
 CONFIG_FILE, HISTORY_FILE, META_FILE, CHECKPOINT_FILE = "config.json", "history.csv", "meta.json", "checkpoint.pt"
+LOCK_FILE, OWNER_FILE = ".lock", "owner.json"
+# Columns every history has (callbacks add theirs, e.g. c, itop_rate, robust_acc).
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "wall_time",
+                   "eval_time", "fwd_bwd", "density")
+# Seconds between two heartbeats of a training process in ``owner.json``.
+HEARTBEAT_EVERY = 30.0
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+class RunStoreError(RuntimeError):
+    """A run folder cannot be used as asked (damaged, locked, or not a folder)."""
+
+
+class DamagedRunError(RunStoreError):
+    """A file of a run folder does not match what ``meta.json`` recorded, or cannot be read.
+
+    ``repairable`` is true when only files derived from the checkpoint are damaged, so that
+    :func:`repair_run` (or resuming the run) rewrites them.
+    """
+
+    def __init__(self, message: str, repairable: bool = False):
+        super().__init__(message)
+        self.repairable = repairable
+
+
+class RunLockedError(RunStoreError):
+    """Another process trains in this run folder."""
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> dict[str, Any]:
+    """Write ``path`` through a temporary file and a rename; returns the new file's digest."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -33,36 +72,196 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> 
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        digest = file_digest(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return digest
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    _atomic_write(path, lambda h: json.dump(payload, h, indent=2, sort_keys=True, default=str))
+def file_digest(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of a file."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            sha.update(chunk)
+    return {"bytes": Path(path).stat().st_size, "sha256": sha.hexdigest()}
+
+
+def remove_temporary_files(run_dir: Path) -> list[str]:
+    """Delete the temporary files a killed writer left behind (call only while holding the run's lock)."""
+    removed = []
+    for leftover in Path(run_dir).glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+        removed.append(leftover.name)
+    return removed
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    return _atomic_write(path, lambda h: json.dump(payload, h, indent=2, sort_keys=True, default=str))
 
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    _atomic_write(path, lambda h: torch.save(state, h), mode="wb")
+def save_checkpoint(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    return _atomic_write(path, lambda h: torch.save(state, h), mode="wb")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint; an unreadable one raises :class:`DamagedRunError` naming the file."""
     # The checkpoint holds RNG states and python scalars besides tensors: full unpickling is needed
     # and is safe for checkpoints this library wrote itself.
-    return torch.load(path, map_location=map_location, weights_only=False)
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # truncated zip, bad pickle, wrong file: all mean "cannot be read"
+        raise DamagedRunError(f"{path} cannot be read ({type(error).__name__}: {_first_line(error)}); "
+                              f"the run must start over: train again with --no-resume (resume=False)") from None
 
 
-def write_csv(path: Path, history: pd.DataFrame) -> None:
-    _atomic_write(path, lambda h: history.to_csv(h, index=False))
+def write_csv(path: Path, history: pd.DataFrame) -> dict[str, Any]:
+    return _atomic_write(path, lambda h: history.to_csv(h, index=False))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no details"
 
 
 def run_dir_for(config: RunConfig, out: str | Path) -> Path:
     return Path(out).expanduser() / config.run_name()
+
+
+def check_out_folder(out: str | Path) -> Path:
+    """``out`` as a path, refused in one line when it (or a folder above it) is not a folder."""
+    out = Path(out).expanduser()
+    for candidate in (out, *out.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise RunStoreError(f"out: {out} cannot hold run folders: {candidate} is a file, not a folder; "
+                                    f"give a folder (it is created when missing)")
+            if not os.access(candidate, os.W_OK | os.X_OK):
+                raise RunStoreError(f"out: {out} cannot hold run folders: {candidate} is not writable; "
+                                    f"give a folder you can write to")
+            break
+    return out
+
+
+# -- locks -------------------------------------------------------------------------------------
+def _lock_path(run_dir: Path) -> Path:
+    return Path(run_dir) / LOCK_FILE
+
+
+def run_owner(run_dir: str | Path) -> dict[str, Any]:
+    """Who trains in ``run_dir`` (pid, host, start time, last heartbeat), as recorded in ``owner.json``."""
+    try:
+        return read_json(Path(run_dir) / OWNER_FILE)
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_owner(owner: dict[str, Any]) -> str:
+    if not owner:
+        return "another process"
+    beat = time.time() - float(owner.get("heartbeat", owner.get("started", time.time())))
+    return (f"pid {owner.get('pid', '?')} on {owner.get('host', '?')} (since {owner.get('started_at', '?')}, "
+            f"last heartbeat {beat:.0f} s ago)")
+
+
+def is_running(run_dir: str | Path) -> bool:
+    """True while some process holds the run folder's lock (the OS releases it when that process dies)."""
+    path = _lock_path(Path(run_dir))
+    if not path.exists():
+        return False
+    probe = FileLock(path)
+    try:
+        probe.acquire(timeout=0)
+    except Timeout:
+        return True
+    except OSError:  # a read-only store: nobody can be training in it
+        return False
+    probe.release()
+    return False
+
+
+class RunLock:
+    """The exclusive right to write a run folder, held for as long as a process trains in it.
+
+    A file lock (``.lock``; the operating system releases it when the holder dies, even by kill -9)
+    plus ``owner.json`` naming the holder, with a heartbeat refreshed every ``HEARTBEAT_EVERY``
+    seconds by a background thread. ``timeout=None`` waits as long as it takes, ``0`` refuses at
+    once; either way the caller is told who holds the lock.
+    """
+
+    def __init__(self, run_dir: str | Path, heartbeat_every: float = HEARTBEAT_EVERY):
+        self.run_dir = Path(run_dir)
+        self.heartbeat_every = heartbeat_every
+        self._lock: FileLock | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._owner: dict[str, Any] = {}
+
+    def acquire(self, timeout: float | None = None, notify: Callable[[str], None] | None = print) -> "RunLock":
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunStoreError(f"cannot create the run folder {self.run_dir}: {error.strerror or error}") from None
+        lock = FileLock(_lock_path(self.run_dir))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            holder = describe_owner(run_owner(self.run_dir))
+            if timeout == 0:
+                raise RunLockedError(f"{self.run_dir} is in use: {holder} trains this config; wait for it, "
+                                     f"or give a lock timeout to wait") from None
+            if notify is not None:
+                notify(f"{self.run_dir.name}: {holder} trains this config; waiting for it to finish")
+            try:
+                lock.acquire(timeout=-1 if timeout is None else timeout)
+            except Timeout:
+                raise RunLockedError(f"{self.run_dir} is still in use after {timeout:g} s: "
+                                     f"{describe_owner(run_owner(self.run_dir))} trains this config") from None
+        self._lock = lock
+        now = time.time()
+        self._owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": now,
+                       "started_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))}
+        self.beat()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._heartbeat, name=f"heartbeat {self.run_dir.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        """Record that the holder is alive now."""
+        write_json(self.run_dir / OWNER_FILE, {**self._owner, "heartbeat": time.time()})
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_every):
+            try:
+                self.beat()
+            except OSError:  # a full or vanished disk must not kill training from this thread
+                pass
+
+    def release(self) -> None:
+        if self._lock is None:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        (self.run_dir / OWNER_FILE).unlink(missing_ok=True)
+        self._lock.release()
+        self._lock = None
+
+    def __enter__(self) -> "RunLock":
+        return self if self._lock is not None else self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 def environment_info(device: torch.device) -> dict[str, Any]:
@@ -116,28 +315,179 @@ class RunResult:
         return model.to(device).eval()
 
 
-def load_run(run_dir: str | Path) -> RunResult:
-    """Read a run folder written by :func:`agent_lab.train`."""
+def _remedy(run_dir: Path, repairable: bool) -> str:
+    if repairable:
+        return (f"rewrite it from {CHECKPOINT_FILE} with `agent-lab repair --run {run_dir}` (or train the config "
+                f"again, which resumes and repairs), or start over with --no-resume (resume=False)")
+    return "the run must start over: train again with --no-resume (resume=False)"
+
+
+def verify_files(run_dir: str | Path, meta: dict[str, Any], full: bool = True) -> None:
+    """Check the files of a run against the sizes and SHA-256 recorded in ``meta``.
+
+    ``full=False`` compares the checkpoint's size only (hashing a large checkpoint takes a while;
+    the small files are always hashed). Raises :class:`DamagedRunError` naming the first bad file.
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).exists():
+    recorded = meta.get("files", {})
+    damaged: list[tuple[str, str]] = []
+    for name, digest in sorted(recorded.items(), key=lambda item: item[0] != CHECKPOINT_FILE):
+        path = run_dir / name
+        if not path.exists():
+            damaged.append((name, "it is missing"))
+            continue
+        size = path.stat().st_size
+        if size != digest["bytes"]:
+            damaged.append((name, f"it has {size} bytes, meta.json records {digest['bytes']}"))
+        elif (full or name != CHECKPOINT_FILE) and file_digest(path)["sha256"] != digest["sha256"]:
+            damaged.append((name, "its content differs from the SHA-256 recorded in meta.json"))
+    if damaged:
+        repairable = all(name != CHECKPOINT_FILE for name, _ in damaged)
+        name, reason = damaged[0]
+        others = f" (also damaged: {', '.join(n for n, _ in damaged[1:])})" if len(damaged) > 1 else ""
+        raise DamagedRunError(f"{run_dir / name} is damaged: {reason}{others}; {_remedy(run_dir, repairable)}",
+                              repairable=repairable)
+
+
+def _read_meta(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / META_FILE
+    if not path.exists():
+        return {}
+    try:
+        meta = read_json(path)
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+        return meta
+    except (OSError, ValueError) as error:
+        raise DamagedRunError(f"{path} cannot be read ({_first_line(error)}); {_remedy(run_dir, True)}",
+                              repairable=True) from None
+
+
+def _read_history(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / HISTORY_FILE
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as error:  # pandas' parser errors are ValueErrors
+        raise DamagedRunError(f"{path} cannot be read ({_first_line(error)}); {_remedy(run_dir, True)}",
+                              repairable=True) from None
+
+
+def _read_config(run_dir: Path) -> RunConfig:
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run folder: {CONFIG_FILE} is missing")
-    config = RunConfig.from_dict(read_json(run_dir / CONFIG_FILE))
-    meta = read_json(run_dir / META_FILE) if (run_dir / META_FILE).exists() else {}
-    history = pd.read_csv(run_dir / HISTORY_FILE) if (run_dir / HISTORY_FILE).exists() else pd.DataFrame()
+    try:
+        return RunConfig.from_dict(read_json(path))
+    except (OSError, ValueError) as error:  # ConfigError is a ValueError
+        raise DamagedRunError(f"{path} cannot be read ({_first_line(error)}); the run folder cannot be "
+                              f"identified: delete it and train the config again") from None
+
+
+def load_run(run_dir: str | Path, verify: str = "quick") -> RunResult:
+    """Read a run folder written by :func:`agent_lab.train`.
+
+    The status is ``running`` while a process holds the folder's lock, ``interrupted`` when the
+    process that wrote it is gone. A finished run (completed or diverged) is checked against the
+    sizes and SHA-256 recorded in ``meta.json``: ``verify="full"`` hashes the checkpoint too,
+    ``"quick"`` compares its size, ``"none"`` skips the check. A mismatch raises
+    :class:`DamagedRunError` naming the file and the remedy.
+    """
+    if verify not in ("full", "quick", "none"):
+        raise ValueError(f"load_run: verify={verify!r} is invalid; valid choices: full, quick, none")
+    run_dir = Path(run_dir)
+    config = _read_config(run_dir)
+    meta = _read_meta(run_dir)
+    history = _read_history(run_dir)
     status = meta.get("status", "interrupted")
-    if status == "running":  # the process that wrote it is gone
+    if status == "running" and not is_running(run_dir):  # the process that wrote it is gone
         status = "interrupted"
+    if status in FINAL_STATUSES and verify != "none":
+        verify_files(run_dir, meta, full=verify == "full")
+        if "files" not in meta and status == "completed" and len(history) != config.epochs:
+            # a folder written before the store recorded checksums: the row count is all there is to check
+            raise DamagedRunError(f"{run_dir / HISTORY_FILE} is damaged: it has {len(history)} rows for a completed "
+                                  f"run of {config.epochs} epochs; {_remedy(run_dir, True)}", repairable=True)
     return RunResult(config=config, run_dir=run_dir, history=history, status=status, meta=meta)
 
 
+def record_files(run_dir: Path, meta: dict[str, Any], digests: dict[str, dict[str, Any]]) -> None:
+    """Write ``meta.json`` with the digests of the files just saved (the commit point of a save)."""
+    meta["files"] = dict(digests)
+    write_json(run_dir / META_FILE, meta)
+
+
+def write_derived_files(run_dir: Path, checkpoint: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Write ``history.csv`` and the side tables held by ``checkpoint``; returns their digests."""
+    digests = {HISTORY_FILE: write_csv(run_dir / HISTORY_FILE, history_frame(checkpoint["state"]["history"]))}
+    for name, records in checkpoint.get("tables", {}).items():
+        digests[f"{name}.csv"] = write_csv(run_dir / f"{name}.csv", pd.DataFrame(records))
+    return digests
+
+
+def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The history table of a run from its rows (the columns of an empty history are still there)."""
+    return pd.DataFrame(rows, columns=None if rows else list(HISTORY_COLUMNS))
+
+
+def repair_run(run_dir: str | Path) -> RunResult:
+    """Rewrite a run's history, side tables and ``meta.json`` from its checkpoint.
+
+    Refused (:class:`DamagedRunError`) when the checkpoint itself is damaged or unreadable, and
+    (:class:`RunLockedError`) while a process trains in the folder.
+    """
+    run_dir = Path(run_dir)
+    config = _read_config(run_dir)
+    with RunLock(run_dir).acquire(timeout=0):
+        remove_temporary_files(run_dir)
+        try:
+            meta = _read_meta(run_dir)
+        except DamagedRunError:
+            meta = {}
+        recorded = meta.get("files", {}).get(CHECKPOINT_FILE)
+        if not (run_dir / CHECKPOINT_FILE).exists():
+            raise DamagedRunError(f"{run_dir / CHECKPOINT_FILE} is missing; {_remedy(run_dir, False)}")
+        actual = file_digest(run_dir / CHECKPOINT_FILE)
+        if recorded is not None and meta.get("status") in FINAL_STATUSES and actual != recorded:
+            raise DamagedRunError(f"{run_dir / CHECKPOINT_FILE} is damaged: it does not match the size and SHA-256 "
+                                  f"recorded in meta.json; {_remedy(run_dir, False)}")
+        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        state = checkpoint["state"]
+        status = meta.get("status")
+        if status == "diverged" and meta.get("diverged_row"):  # the diverging epoch is not in the checkpoint
+            state["history"] = [*state["history"], meta["diverged_row"]]
+        elif status not in FINAL_STATUSES:
+            status = "completed" if state["epoch"] >= config.epochs else "interrupted"
+        digests = write_derived_files(run_dir, checkpoint)
+        digests[CHECKPOINT_FILE] = actual
+        meta.update(status=status, epochs_done=state["epoch"], repaired_at=time.strftime("%Y-%m-%d %H:%M:%S"),
+                    config_hash=config.config_hash())
+        record_files(run_dir, meta, digests)
+    return load_run(run_dir, verify="none")
+
+
 def list_runs(out: str | Path) -> pd.DataFrame:
-    """One row per run folder under ``out``: status, epochs done and the final metrics."""
+    """One row per run folder under ``out``: status, epochs done, the final metrics, and any damage.
+
+    A run being trained shows as ``running`` with the age of its last heartbeat; a run whose files
+    do not match ``meta.json`` shows as ``damaged`` with the problem in ``problem``.
+    """
     rows = []
     for config_path in sorted(Path(out).expanduser().glob(f"*/{CONFIG_FILE}")):
-        if "hydra" in read_json(config_path):  # a multi-phase HYDRA folder (adversarial.hydra), not one run
+        run_dir = config_path.parent
+        try:
+            if "hydra" in read_json(config_path):  # a multi-phase HYDRA folder (adversarial.hydra), not one run
+                continue
+            run = load_run(run_dir)
+        except (DamagedRunError, ValueError, OSError) as error:
+            rows.append({"run": run_dir.name, "status": "damaged", "problem": str(error)})
             continue
-        run = load_run(config_path.parent)
         row = {"run": run.run_dir.name, "status": run.status, **run.config.to_dict()}
+        if run.status == "running":
+            owner = run_owner(run_dir)
+            if "heartbeat" in owner:
+                row["heartbeat_age"] = time.time() - float(owner["heartbeat"])
         if len(run.history):
             row.update({k: run.final[k] for k in ("epoch", "test_acc", "wall_time", "fwd_bwd") if k in run.history})
         rows.append(row)

@@ -1,6 +1,10 @@
 """Tests of agent_lab.data: data sets, the bundled CIFAR-10 subset and the replayable loaders."""
 
+import gzip
 import io
+import os
+import random
+import re
 import socket
 import tarfile
 from pathlib import Path
@@ -30,8 +34,14 @@ from agent_lab.data.stratify import stratified_indices
 # The tests write their image fixtures with torchvision.io, which torchvision 0.29 flags as deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
 
-ARCHIVE = Path("/work/shared/data/cifar10-jpeg.tar.gz")
-needs_archive = pytest.mark.skipif(not ARCHIVE.is_file(), reason=f"{ARCHIVE} (full CIFAR-10 JPEG archive) absent")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE_ENV_VAR = "CIFAR10_ARCHIVE"
+DEFAULT_ARCHIVE = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+ARCHIVE = Path(os.environ.get(ARCHIVE_ENV_VAR) or DEFAULT_ARCHIVE).expanduser()
+needs_archive = pytest.mark.skipif(
+    not ARCHIVE.is_file(),
+    reason=f"full CIFAR-10 JPEG archive not found at {ARCHIVE}; set {ARCHIVE_ENV_VAR}=/path/to/cifar10-jpeg.tar.gz",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -309,8 +319,23 @@ def test_subset_is_stratified_deterministic_and_drawn_from_the_split(mini_bundle
     assert mini_bundle.subset(n_test=10).train is mini_bundle.train
     chosen = stratified_indices(mini_bundle.train.labels, 1000, seed=0)
     assert torch.equal(small.train.images, mini_bundle.train.images[chosen])
-    with pytest.raises(ValueError, match="n_train must be between 0 and 4000"):
+    with pytest.raises(ValueError, match=r"RunConfig.train_subset: 5000 is invalid; .* choose 1\.\.4000"):
         mini_bundle.subset(5000)
+    with pytest.raises(ValueError, match=r"RunConfig.test_subset: 0 is invalid; .* choose 1\.\.1000"):
+        mini_bundle.subset(n_test=0)
+
+
+@pytest.mark.parametrize("field, size", [("train_subset", 4000), ("test_subset", 1000)])
+def test_subset_larger_than_the_split_names_the_config_field_and_the_range(field, size):
+    from agent_lab import RunConfig
+    from agent_lab.train import load_bundle
+
+    with pytest.raises(ValueError) as caught:
+        load_bundle(RunConfig(dataset="cifar10-mini", **{field: 100000}))
+    message = str(caught.value)
+    split = "training" if field == "train_subset" else "test"
+    assert message.startswith(f"RunConfig.{field}: 100000 is invalid;")
+    assert f"the {split} split of cifar10-mini has {size} examples, so choose 1..{size}" in message
 
 
 def test_stratified_indices_keep_class_proportions_of_unbalanced_labels():
@@ -440,6 +465,86 @@ def test_cifar10_from_an_archive_is_decoded_once_then_cached(tmp_path, monkeypat
     monkeypatch.setattr(archive_dataset, "decode_image_archive", no_decoding)
     cached = load_dataset("cifar10", archive)
     assert torch.equal(cached.train.images, bundle.train.images) and torch.equal(cached.test.labels, bundle.test.labels)
+
+
+def test_unreadable_decoded_cache_is_replaced_by_decoding_the_archive(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path / "cache root"))
+    archive, _ = cifar_like_archive(tmp_path / "cifar10-jpeg.tar.gz", {"train": 1, "test": 1})
+    cache = archive_dataset.cache_path_for(archive, None)
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="unreadable decoded-image cache"):
+        bundle = load_dataset("cifar10", archive)
+    assert len(bundle.train) == 10 and len(bundle.test) == 10
+    assert torch.equal(torch.load(cache, weights_only=True)["train_labels"], bundle.train.labels)  # rewritten
+
+
+def broken_copy(archive, kind, path):
+    """Write a ``kind`` of broken copy of the good .tar.gz ``archive`` at ``path``."""
+    data = archive.read_bytes()
+    if kind == "half":
+        content = data[: len(data) // 2]
+    elif kind == "tar-cut-short":  # whole gzip stream, but the tar inside stops where a header should start
+        tar_bytes = gzip.decompress(data)
+        content = gzip.compress(tar_bytes[: tar_bytes.rindex(b"test/truck/0001.jpg")])
+    elif kind == "flipped-byte":
+        content = bytearray(data)
+        content[len(data) // 2] ^= 0xFF
+    elif kind == "random-bytes":
+        content = random.Random(0).randbytes(4096)
+    elif kind == "gzipped-html":
+        content = gzip.compress(b"<html>file not found</html>")
+    else:
+        content = b""
+    path.write_bytes(bytes(content))
+    return path
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("half", "is truncated"),
+    ("tar-cut-short", "is truncated"),
+    ("flipped-byte", "is corrupt"),
+    ("random-bytes", "is not gzip-compressed"),
+    ("gzipped-html", "is gzip-compressed but not a tar archive"),
+    ("empty", "is empty"),
+])
+def test_broken_cifar10_archive_raises_a_one_line_error_naming_it(tmp_path, monkeypatch, kind, problem):
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path / "cache root"))
+    archive, _ = cifar_like_archive(tmp_path / "good.tar.gz", {"train": 2, "test": 2})
+    broken = broken_copy(archive, kind, tmp_path / "cifar10-jpeg.tar.gz")
+    with pytest.raises(DataUnavailableError) as caught:
+        load_dataset("cifar10", broken)
+    message = str(caught.value)
+    assert message.startswith(f"archive {broken} {problem}") and "\n" not in message
+    assert "re-copy or re-download it" in message and "train/<class>/*.jpg and test/<class>/*.jpg" in message
+    with pytest.raises(DataUnavailableError, match=re.escape(f"archive {broken} {problem}")):  # the mini builder
+        build_cifar10_mini(broken, tmp_path / "mini.npz", train_per_class=1, test_per_class=1)
+    assert not list((tmp_path / "cache root").rglob("*.pt"))
+
+
+def test_damaged_image_in_an_intact_archive_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path / "cache root"))
+    _, members = cifar_like_archive(tmp_path / "good.tar.gz", {"train": 1, "test": 1})
+    members["test/cat/0000.jpg"] = members["test/cat/0000.jpg"][:100]
+    archive = write_tar(tmp_path / "cifar10-jpeg.tar.gz", members)
+    expected = f"cifar10: archive {archive} holds a damaged image in test/"
+    with pytest.raises(DataUnavailableError, match=re.escape(expected)):
+        load_dataset("cifar10", archive)
+
+
+def test_cli_reports_a_truncated_archive_in_one_line(tmp_path, monkeypatch, capsys):
+    from agent_lab.cli import main
+
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path / "cache root"))
+    archive, _ = cifar_like_archive(tmp_path / "cifar10-jpeg.tar.gz", {"train": 1, "test": 1})
+    truncated = tmp_path / "copy" / "cifar10-jpeg.tar.gz"
+    truncated.parent.mkdir()
+    truncated.write_bytes(archive.read_bytes()[:1000])
+    code = main(["train", "--dataset", "cifar10", "--data_root", str(truncated), "--device", "cpu",
+                 "--out", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith(f"agent-lab: error: archive {truncated} is truncated")
 
 
 def test_cifar10_archive_and_folder_must_have_the_cifar10_classes(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import pytest
 import torch
@@ -12,12 +13,16 @@ from torch import nn
 
 from agent_lab.models import (
     MODEL_NAMES,
+    ModelTooLargeError,
     Normalize,
     build_model,
+    check_model_fits,
     count_parameters,
+    estimate_parameters,
     is_valid_model_name,
     scaled,
 )
+from agent_lab.models import memory
 
 CIFAR_NAMES = tuple(n for n in MODEL_NAMES if n != "imagenet-resnet50")
 IMAGENET_INPUT = 64  # small stand-in for 224x224 to keep the tests fast
@@ -379,3 +384,69 @@ def test_imagenet_resnet50_initialisation(width):
     big = max((m for m in net.modules() if isinstance(m, nn.Conv2d)), key=lambda m: m.weight.numel())
     fan_out = big.out_channels * big.kernel_size[0] * big.kernel_size[1]
     assert big.weight.std().item() == pytest.approx(math.sqrt(2.0 / fan_out), rel=0.05)
+
+
+# --------------------------------------------------------------------------- memory check
+
+def suggested_width(message: str) -> float:
+    match = re.search(r"choose a width up to ~(\S+)$", message)
+    assert match, message
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "wrn-28-4"])
+@pytest.mark.parametrize("width", [0.125, 0.5, 1.0])
+def test_parameter_estimate_matches_the_built_model(name, width):
+    true = count_parameters(cached_model(name, 10, width))
+    assert abs(estimate_parameters(name, 10, width) - true) <= 0.01 * true
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "wrn-28-4"])
+@pytest.mark.parametrize("width", [memory.EXACT_UP_TO * 1.5, 37.3])
+def test_extrapolated_estimate_matches_a_meta_device_build(name, width):
+    with torch.device("meta"):
+        true = count_parameters(build_model(name, 10, width=width))
+    assert abs(estimate_parameters(name, 10, width) - true) <= 0.01 * true
+
+
+def test_width_too_large_for_memory_names_the_field_and_a_width_that_fits():
+    if memory.device_memory("cpu") is None:
+        pytest.skip("this platform does not report its physical memory")
+    with pytest.raises(ModelTooLargeError) as caught:
+        check_model_fits("vgg16", 10, 1e9)
+    message = str(caught.value)
+    assert isinstance(caught.value, ValueError) and "\n" not in message
+    assert message.startswith("RunConfig.width: 1e+09 gives a vgg16 with ~")
+    assert "GiB for weights, gradients and optimizer state" in message and "GiB of memory (cpu)" in message
+    check_model_fits("vgg16", 10, suggested_width(message))
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "wrn-28-4", "imagenet-resnet50"])
+def test_suggested_width_fits_and_little_more_does_not(name, monkeypatch):
+    monkeypatch.setattr(memory, "device_memory", lambda device: (8 * 2**30, "cuda:0"))
+    with pytest.raises(ModelTooLargeError, match=r"this machine has 8 GiB of memory \(cuda:0\)") as caught:
+        check_model_fits(name, 10, 100.0, device="cuda:0")
+    largest = suggested_width(str(caught.value))
+    assert check_model_fits(name, 10, largest, device="cuda:0") * 4 * 4 <= 8 * 2**30
+    with pytest.raises(ModelTooLargeError):
+        check_model_fits(name, 10, largest * 1.1, device="cuda:0")
+
+
+@pytest.mark.parametrize("width", [1.0, 0.125])
+def test_normal_widths_fit(width):
+    assert check_model_fits("vgg16", 10, width) == count_parameters(cached_model("vgg16", 10, width))
+
+
+def test_unknown_memory_skips_the_check(monkeypatch):
+    def no_sysconf(name):
+        raise ValueError(f"unrecognized configuration name {name}")
+
+    monkeypatch.setattr(memory.os, "sysconf", no_sysconf)
+    assert check_model_fits("vgg16", 10, 1e9) > 1e24
+    assert check_model_fits("vgg16", 10, 1e9, device="meta") > 1e24
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_width_too_large_for_the_gpu_names_it():
+    with pytest.raises(ModelTooLargeError, match=r"GiB of memory \(cuda:0\); choose a width up to ~"):
+        check_model_fits("vgg16", 10, 1e9, device="cuda")

@@ -4,12 +4,19 @@ The run's model is rebuilt from its last checkpoint and attacked on the run's te
 same ``test_subset`` it was trained with, or a class-stratified ``limit`` examples of it). Per-example
 results go to ``<run>/robust_<attack>x<restarts>_eps<ε·255>.csv`` and the summary is merged into
 ``<run>/robust_eval.json`` under the same key, so several protocols can sit side by side.
+
+Only a completed run is attacked unless ``allow_partial=True`` (``--allow-partial``): an
+interrupted, diverged or still running run raises
+:class:`~agent_lab.diagnostics.checkpoint.UnfinishedRunError` (a ``ValueError``). The summary and
+every per-example row record the checkpoint's completed epochs (``epoch``) and the run's status
+(``run_status``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..data import make_loaders
+from ..diagnostics.checkpoint import model_from_checkpoint, require_finished, run_checkpoint
 from ..runs import load_run, read_json, write_csv, write_json
 from .attacks import named_attack
 from .evaluation import RobustResult, robust_evaluate
@@ -23,8 +30,12 @@ def evaluation_key(attack: str, restarts: int, epsilon: float) -> str:
 
 def evaluate_run(run_dir: str | Path, *, attack: str = "pgd50", restarts: int = 10, epsilon: float | None = None,
                  limit: int | None = None, batch_size: int | None = None, device: str = "auto", seed: int = 0,
-                 progress: bool = True, save: bool = True) -> RobustResult:
-    """Attack the run in ``run_dir`` with ``attack`` × ``restarts`` (ε defaults to the run's)."""
+                 progress: bool = True, save: bool = True, allow_partial: bool = False) -> RobustResult:
+    """Attack the run in ``run_dir`` with ``attack`` × ``restarts`` (ε defaults to the run's).
+
+    A run that is not completed raises ``UnfinishedRunError`` (a ``ValueError``) unless
+    ``allow_partial``; what is written records the checkpoint's ``epoch`` and the ``run_status``.
+    """
     from ..train import load_bundle, resolve_device
 
     run = load_run(run_dir)
@@ -33,8 +44,12 @@ def evaluate_run(run_dir: str | Path, *, attack: str = "pgd50", restarts: int = 
     pgd = named_attack(attack, epsilon, bn_mode="eval")  # the evaluated network; validates attack and epsilon
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit: {limit!r} is invalid; expected a positive number of test examples")
+    require_finished(run, allow_partial)
     torch_device = resolve_device(device)
-    model = run.load_model(torch_device)
+    checkpoint = run_checkpoint(run, map_location=torch_device)
+    model = model_from_checkpoint(run, checkpoint, torch_device)
+    stored_at = {"epoch": int(checkpoint["state"]["epoch"]), "run_status": run.status}
+    del checkpoint
     bundle = load_bundle(config)
     if limit is not None:
         bundle = bundle.subset(None, min(limit, len(bundle.test)), seed=config.seed)
@@ -45,9 +60,9 @@ def evaluate_run(run_dir: str | Path, *, attack: str = "pgd50", restarts: int = 
     if save:
         key = evaluation_key(attack, restarts, epsilon)
         run_path = Path(run.run_dir)
-        write_csv(run_path / f"{key}.csv", result.per_example)
+        write_csv(run_path / f"{key}.csv", result.per_example.assign(**stored_at))
         summary_path = run_path / SUMMARY_FILE
         summaries = read_json(summary_path) if summary_path.exists() else {}
-        summaries[key] = {**result.summary(), "attack": attack, "seed": seed, "limit": limit}
+        summaries[key] = {**result.summary(), "attack": attack, "seed": seed, "limit": limit, **stored_at}
         write_json(summary_path, summaries)
     return result

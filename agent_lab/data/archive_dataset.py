@@ -8,6 +8,7 @@ later loads read that file instead (about a second).
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -36,9 +37,9 @@ def load_image_archive(path: str | Path, image_size: int | None, dataset: str) -
         )
     cache = cache_path_for(archive, image_size)
     if cache.is_file():
-        saved = torch.load(cache, weights_only=True)
-        return (Split(saved["train_images"], saved["train_labels"]),
-                Split(saved["test_images"], saved["test_labels"]), list(saved["classes"]))
+        cached = _load_cache(cache)
+        if cached is not None:
+            return cached
     train, test, classes = decode_image_archive(archive, image_size, dataset)
     _save_cache(cache, train, test, classes)
     return train, test, classes
@@ -54,11 +55,29 @@ def decode_image_archive(archive: Path, image_size: int | None, dataset: str) ->
         )
     classes = list(contents["train"])
     check_same_classes(classes, list(contents[test_name]), str(archive))
-    splits = [
-        encoded_split({name: [blob for _, blob in files] for name, files in contents[split].items()}, classes, image_size)
-        for split in ("train", test_name)
-    ]
+    splits = []
+    for split in ("train", test_name):
+        blobs = {name: [blob for _, blob in files] for name, files in contents[split].items()}
+        try:
+            splits.append(encoded_split(blobs, classes, image_size))
+        except RuntimeError as error:  # torchvision's decoders reject damaged images with RuntimeError
+            raise DataUnavailableError(
+                f"{dataset}: archive {archive} holds a damaged image in {split}/ ({' '.join(str(error).split())}); "
+                f"re-copy or re-download it"
+            ) from error
     return splits[0], splits[1], classes
+
+
+def _load_cache(cache: Path) -> tuple[Split, Split, list[str]] | None:
+    """The splits saved in ``cache``, or None (with a warning) when the file cannot be read."""
+    try:
+        saved = torch.load(cache, weights_only=True)
+        return (Split(saved["train_images"], saved["train_labels"]),
+                Split(saved["test_images"], saved["test_labels"]), list(saved["classes"]))
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as error:
+        warnings.warn(f"ignoring the unreadable decoded-image cache {cache} ({type(error).__name__}: {error}); "
+                      "decoding the archive again", stacklevel=3)
+        return None
 
 
 def _save_cache(cache: Path, train: Split, test: Split, classes: list[str]) -> None:

@@ -68,20 +68,25 @@ class DatasetBundle:
     image_size: int
 
     def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> "DatasetBundle":
-        """A class-stratified, deterministic subset (``None`` keeps a split whole)."""
+        """A class-stratified, deterministic subset (``None`` keeps a split whole).
+
+        A size outside 1..len(split) raises ``ValueError`` naming the RunConfig field that sets it.
+        """
         return replace(
             self,
-            train=_take_stratified(self.train, n_train, seed, "n_train"),
-            test=_take_stratified(self.test, n_test, seed, "n_test"),
+            train=self._take_stratified(self.train, n_train, seed, "train_subset", "training"),
+            test=self._take_stratified(self.test, n_test, seed, "test_subset", "test"),
         )
 
-
-def _take_stratified(split: SplitLike, n: int | None, seed: int, field: str) -> SplitLike:
-    if n is None:
-        return split
-    if not 0 <= n <= len(split):
-        raise ValueError(f"{field} must be between 0 and {len(split)} (the split's size), got {n}")
-    return split.take(stratified_indices(split.labels, n, seed))
+    def _take_stratified(self, split: SplitLike, n: int | None, seed: int, field: str, which: str) -> SplitLike:
+        if n is None:
+            return split
+        if not 1 <= n <= len(split):
+            raise ValueError(
+                f"RunConfig.{field}: {n!r} is invalid; the {which} split of {self.name} has {len(split)} examples, "
+                f"so choose 1..{len(split)} (or leave it unset to keep them all)"
+            )
+        return split.take(stratified_indices(split.labels, n, seed))
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -19,6 +19,7 @@ from torch import nn
 
 from .common import Normalize, check_positive_int, check_width, init_weights, scaled
 from .imagenet import ImageNetResNet, imagenet_resnet50
+from .memory import ModelTooLargeError, check_model_fits, estimate_parameters
 from .resnet import CifarResNet, resnet18, resnet34, resnet50
 from .vgg import VGG, vgg16, vgg_c
 from .wrn import WideResNet, wide_resnet
@@ -29,6 +30,9 @@ __all__ = [
     "is_valid_model_name",
     "parse_wrn_name",
     "count_parameters",
+    "check_model_fits",
+    "estimate_parameters",
+    "ModelTooLargeError",
     "Normalize",
     "scaled",
     "init_weights",
