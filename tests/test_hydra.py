@@ -169,7 +169,7 @@ def test_history_spans_the_three_phases(run):
 def test_run_folder(run):
     assert run.status == "completed"
     assert run.run_dir.name.startswith("hydra_vgg16-w0.125_synthetic_at_sp0.9_")
-    assert {p.name for p in run.run_dir.iterdir()} == {
+    assert {p.name for p in run.run_dir.iterdir() if p.name != ".lock"} == {
         "config.json", "history.csv", "meta.json", "phase_pretrain.pt", "phase_prune.pt", "phase_finetune.pt"}
     config = json.loads((run.run_dir / "config.json").read_text())
     hydra = config.pop("hydra")

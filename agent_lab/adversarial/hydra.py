@@ -59,13 +59,14 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..hooks import Callback
 from ..optim import build_scheduler
 from ..rng import capture_rng_state, restore_rng_state
-from ..runs import (CONFIG_FILE, HISTORY_FILE, META_FILE, environment_info, load_checkpoint, save_checkpoint,
-                    write_csv, write_json)
+from ..runs import (CONFIG_FILE, HISTORY_FILE, META_FILE, RunLock, check_out_folder, environment_info,
+                    load_checkpoint, remove_temporary_files, save_checkpoint, write_csv, write_json)
 from ..sparse.distributions import DISTRIBUTIONS, layer_counts
 from ..sparse.engine import Sparsifier
 from ..sparse.masks import MaskState, maskable_parameters
@@ -291,104 +292,112 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
                   "finetune_epochs": epochs[2], "score_lr": float(score_lr), "score_init": score_init,
                   "distribution": distribution, "score_momentum": SCORE_MOMENTUM,
                   "score_weight_decay": SCORE_WEIGHT_DECAY, "finetune_lr": float(finetune_lr)}
-    run_dir = _run_dir(config, out, hydra_args)
+    run_dir = _run_dir(config, check_out_folder(out), hydra_args)
     if resume and (run_dir / phase_file("finetune")).exists():
         return _load_completed(config, run_dir)
 
     # Everything that can fail on bad input happens before the run folder is touched.
     trainer, data_info = prepare(config.replace(epochs=epochs[0]))
-    model, device = trainer.model, trainer.device
-    objective, monitor = trainer.objective, trainer.robust_monitor
-    loaders = (trainer.train_loader, trainer.test_loader)
-    params = maskable_parameters(model, config.dense_layers)
-    counts = layer_counts({name: p.shape for name, p in params.items()}, float(sparsity), distribution)
-    density = sum(counts.values()) / sum(p.numel() for p in params.values())
+    # One process at a time trains a HYDRA folder; a second one waits, then finds the finished run.
+    lock = RunLock(run_dir).acquire(notify=tqdm.write)
+    try:
+        if resume and (run_dir / phase_file("finetune")).exists():
+            return _load_completed(config, run_dir)
+        remove_temporary_files(run_dir)
+        model, device = trainer.model, trainer.device
+        objective, monitor = trainer.objective, trainer.robust_monitor
+        loaders = (trainer.train_loader, trainer.test_loader)
+        params = maskable_parameters(model, config.dense_layers)
+        counts = layer_counts({name: p.shape for name, p in params.items()}, float(sparsity), distribution)
+        density = sum(counts.values()) / sum(p.numel() for p in params.values())
 
-    state, masks, done = TrainState(), None, 0
-    if resume:
-        for index, phase in enumerate(PHASES):
-            if (run_dir / phase_file(phase)).exists():
-                checkpoint = load_checkpoint(run_dir / phase_file(phase), map_location=device)
-                done = index + 1
-        if done:
-            model.load_state_dict(checkpoint["model"])
-            state = TrainState(**checkpoint["state"])
-            masks = checkpoint.get("masks")
-            restore_rng_state(checkpoint["rng"])
-    if not done:
-        for name in (*map(phase_file, PHASES), HISTORY_FILE, META_FILE):
-            (run_dir / name).unlink(missing_ok=True)
+        state, masks, done = TrainState(), None, 0
+        if resume:
+            for index, phase in enumerate(PHASES):
+                if (run_dir / phase_file(phase)).exists():
+                    checkpoint = load_checkpoint(run_dir / phase_file(phase), map_location=device)
+                    done = index + 1
+            if done:
+                model.load_state_dict(checkpoint["model"])
+                state = TrainState(**checkpoint["state"])
+                masks = checkpoint.get("masks")
+                restore_rng_state(checkpoint["rng"])
+        if not done:
+            for name in (*map(phase_file, PHASES), HISTORY_FILE, META_FILE):
+                (run_dir / name).unlink(missing_ok=True)
 
-    meta = {"status": "running", "seed": config.seed, "config_hash": config.config_hash(), "hydra": hydra_args,
-            "data": data_info, **environment_info(device)}
-    write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "hydra": hydra_args})
-    write_json(run_dir / META_FILE, meta)
-
-    def save_history(trainer) -> None:
-        write_csv(run_dir / HISTORY_FILE, _ordered(trainer.history()))
-
-    def save_phase(phase: str, trainer, **extra) -> None:
-        checkpoint = {"phase": phase, "model": model.state_dict(), "state": asdict(trainer.state),
-                      "rng": capture_rng_state(), "data_info": data_info, **extra}
-        save_checkpoint(run_dir / phase_file(phase), checkpoint)
-        meta.update(phase=phase, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
-                    eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd)
+        meta = {"status": "running", "seed": config.seed, "config_hash": config.config_hash(), "hydra": hydra_args,
+                "data": data_info, **environment_info(device)}
+        write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "hydra": hydra_args})
         write_json(run_dir / META_FILE, meta)
 
-    def phase_trainer(index: int, callback: Callback):
-        """A trainer for phase ``index`` that continues the run's counters, history and data order."""
-        n = epochs[index]
-        phase_config = config.replace(lr=finetune_lr) if PHASES[index] == "finetune" else config
-        trainer = Trainer(phase_config.replace(epochs=state.epoch + n), model, *loaders, device, callbacks=[callback],
-                          objective=objective, robust_monitor=monitor)
-        trainer.state = state  # shared: the phase adds its epochs, passes and rows to the run's state
-        return trainer, phase_config.replace(epochs=n)
+        def save_history(trainer) -> None:
+            write_csv(run_dir / HISTORY_FILE, _ordered(trainer.history()))
 
-    def finish(status: str, trainer) -> HydraResult:
-        meta.update(status=status, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
-                    eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd)
-        history = _ordered(trainer.history())
-        write_csv(run_dir / HISTORY_FILE, history)
-        write_json(run_dir / META_FILE, meta)
-        return HydraResult(history=history, model=model, masks=masks or {}, run_dir=run_dir, status=status)
+        def save_phase(phase: str, trainer, **extra) -> None:
+            checkpoint = {"phase": phase, "model": model.state_dict(), "state": asdict(trainer.state),
+                          "rng": capture_rng_state(), "data_info": data_info, **extra}
+            save_checkpoint(run_dir / phase_file(phase), checkpoint)
+            meta.update(phase=phase, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
+                        eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd)
+            write_json(run_dir / META_FILE, meta)
 
-    if done < 1:
-        trainer, schedule = phase_trainer(0, _PhaseColumns("pretrain"))
+        def phase_trainer(index: int, callback: Callback):
+            """A trainer for phase ``index`` that continues the run's counters, history and data order."""
+            n = epochs[index]
+            phase_config = config.replace(lr=finetune_lr) if PHASES[index] == "finetune" else config
+            trainer = Trainer(phase_config.replace(epochs=state.epoch + n), model, *loaders, device, callbacks=[callback],
+                              objective=objective, robust_monitor=monitor)
+            trainer.state = state  # shared: the phase adds its epochs, passes and rows to the run's state
+            return trainer, phase_config.replace(epochs=n)
+
+        def finish(status: str, trainer) -> HydraResult:
+            meta.update(status=status, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
+                        eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd)
+            history = _ordered(trainer.history())
+            write_csv(run_dir / HISTORY_FILE, history)
+            write_json(run_dir / META_FILE, meta)
+            return HydraResult(history=history, model=model, masks=masks or {}, run_dir=run_dir, status=status)
+
+        if done < 1:
+            trainer, schedule = phase_trainer(0, _PhaseColumns("pretrain"))
+            trainer.scheduler = build_scheduler(trainer.optimizer, schedule, len(trainer.train_loader))
+            status = trainer.run(on_epoch_end=save_history, progress=progress)
+            if status != "completed":
+                return finish(status, trainer)
+            save_phase("pretrain", trainer)
+
+        if done < 2:
+            trainable = {p: p.requires_grad for p in model.parameters()}
+            for p in trainable:
+                p.requires_grad_(False)
+            scores = attach_scores(model, counts, score_init)
+            trainer, schedule = phase_trainer(1, _PhaseColumns("prune", density))
+            trainer.optimizer = torch.optim.SGD(list(scores.values()), lr=score_lr, momentum=SCORE_MOMENTUM,
+                                                weight_decay=SCORE_WEIGHT_DECAY)
+            trainer.scheduler = build_scheduler(
+                trainer.optimizer, schedule.replace(lr_schedule="cosine", warmup_epochs=0.0), len(trainer.train_loader))
+            try:
+                status = trainer.run(on_epoch_end=save_history, progress=progress)
+            finally:
+                masks, final_scores = detach_scores(model, counts)
+                for p, flag in trainable.items():
+                    p.requires_grad_(flag)
+            if status != "completed":
+                return finish(status, trainer)
+            # The weights are saved as they are (unmasked): the fine-tuning sparsifier masks them.
+            save_phase("prune", trainer, masks=masks, scores=final_scores)
+
+        trainer, schedule = phase_trainer(2, _PhaseColumns("finetune", density))
         trainer.scheduler = build_scheduler(trainer.optimizer, schedule, len(trainer.train_loader))
-        status = trainer.run(on_epoch_end=save_history, progress=progress)
-        if status != "completed":
-            return finish(status, trainer)
-        save_phase("pretrain", trainer)
-
-    if done < 2:
-        trainable = {p: p.requires_grad for p in model.parameters()}
-        for p in trainable:
-            p.requires_grad_(False)
-        scores = attach_scores(model, counts, score_init)
-        trainer, schedule = phase_trainer(1, _PhaseColumns("prune", density))
-        trainer.optimizer = torch.optim.SGD(list(scores.values()), lr=score_lr, momentum=SCORE_MOMENTUM,
-                                            weight_decay=SCORE_WEIGHT_DECAY)
-        trainer.scheduler = build_scheduler(
-            trainer.optimizer, schedule.replace(lr_schedule="cosine", warmup_epochs=0.0), len(trainer.train_loader))
+        sparsifier = Sparsifier(model, trainer.optimizer, masks=MaskState(masks), dense_layers=config.dense_layers)
         try:
             status = trainer.run(on_epoch_end=save_history, progress=progress)
         finally:
-            masks, final_scores = detach_scores(model, counts)
-            for p, flag in trainable.items():
-                p.requires_grad_(flag)
+            sparsifier.remove()
         if status != "completed":
             return finish(status, trainer)
-        # The weights are saved as they are (unmasked): the fine-tuning sparsifier masks them.
-        save_phase("prune", trainer, masks=masks, scores=final_scores)
-
-    trainer, schedule = phase_trainer(2, _PhaseColumns("finetune", density))
-    trainer.scheduler = build_scheduler(trainer.optimizer, schedule, len(trainer.train_loader))
-    sparsifier = Sparsifier(model, trainer.optimizer, masks=MaskState(masks), dense_layers=config.dense_layers)
-    try:
-        status = trainer.run(on_epoch_end=save_history, progress=progress)
+        save_phase("finetune", trainer, masks=masks)
+        return finish("completed", trainer)
     finally:
-        sparsifier.remove()
-    if status != "completed":
-        return finish(status, trainer)
-    save_phase("finetune", trainer, masks=masks)
-    return finish("completed", trainer)
+        lock.release()

@@ -38,7 +38,7 @@ def evaluate_run(run_dir: str | Path, *, attack: str = "pgd50", restarts: int = 
     """
     from ..train import load_bundle, resolve_device
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, verify="full")  # the checkpoint is read whole anyway: check it whole
     config = run.config
     epsilon = config.epsilon if epsilon is None else epsilon
     pgd = named_attack(attack, epsilon, bn_mode="eval")  # the evaluated network; validates attack and epsilon

@@ -131,7 +131,7 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
         raise ValueError(f"batches: {batches!r} is invalid; expected an integer >= 2")
     if not isinstance(augment, bool):
         raise ValueError(f"augment: {augment!r} is invalid; expected True or False")
-    run = load_run(run_dir)
+    run = load_run(run_dir, verify="full")  # the checkpoint is read whole anyway: check it whole
     require_finished(run, allow_partial)
     config = run.config
     torch_device = resolve_device(device)
@@ -197,7 +197,7 @@ def snapshot_of_run(run_dir: str | Path, device: str = "auto", *,
     from ..optim.agent import GradientCorrector
     from ..train import resolve_device
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, verify="full")  # the checkpoint is read whole anyway: check it whole
     require_finished(run, allow_partial)
     torch_device = resolve_device(device)
     checkpoint = run_checkpoint(run, map_location=torch_device)
