@@ -57,6 +57,40 @@ def _doc(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
 
 
+# Optimizers that are their own momentum (MVR/STORM's running estimate d): SGD under them runs
+# without heavy-ball momentum, and an explicit nonzero momentum is refused.
+MOMENTUM_FREE_OPTIMIZERS = ("mvr", "agent-mvr")
+
+
+def default_momentum(optimizer: str) -> float:
+    """The momentum a config gets when it sets none: 0.9 (SGD momentum, Adam's beta1), 0 for MVR."""
+    return 0.0 if optimizer in MOMENTUM_FREE_OPTIMIZERS else 0.9
+
+
+class OptimizerDefault(float):
+    """A momentum filled in from the optimizer's default rather than chosen.
+
+    It is a plain float in every respect that matters (value, equality, hash, JSON, ``config_hash``),
+    but it remembers where it came from: ``config.replace(optimizer="mvr")`` and the CLI's
+    ``--optimizer mvr`` (whose flag defaults are read from ``RunConfig()``) hand it back to a new
+    config, which resolves it again for that config's optimizer instead of taking it as an
+    explicit momentum 0.9. ``to_dict`` (``config.json``) writes the plain number.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (OptimizerDefault, (float(self),))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, OptimizerDefault):
+        return float(value)
+    return value
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a training run. Field names are also the CLI flags."""
@@ -95,7 +129,9 @@ class RunConfig:
     # optimisation
     optimizer: str = field(default="sgd", metadata=_doc("optimizer"))
     lr: float = field(default=0.1, metadata=_doc("base learning rate"))
-    momentum: float = field(default=0.9, metadata=_doc("SGD momentum (Adam: beta1)"))
+    momentum: float | None = field(default=None, metadata=_doc(
+        "SGD momentum (Adam: beta1); unset: the optimizer's default, 0.9 (0 for mvr and agent-mvr, "
+        "which are their own momentum)"))
     nesterov: bool = field(default=False, metadata=_doc("Nesterov momentum"))
     weight_decay: float = field(default=5e-4, metadata=_doc("weight decay"))
     weight_decay_mode: str = field(default="coupled", metadata=_doc(
@@ -159,11 +195,15 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):
                 object.__setattr__(self, name, tuple(float(v) for v in value))
+        # An unset momentum (None), or one that an earlier config filled in from its optimizer, is
+        # this optimizer's default; the resolved number is what is stored and hashed.
+        if self.momentum is None or isinstance(self.momentum, OptimizerDefault):
+            object.__setattr__(self, "momentum", OptimizerDefault(default_momentum(self.optimizer)))
         _validate(self)
 
     # -- conversions -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
@@ -341,5 +381,6 @@ def _validate_correction(cfg: RunConfig) -> None:
               f"only applies to the correcting optimizers ({', '.join(CORRECTOR_RULES)})")
     if cfg.mvr_adaptive and cfg.optimizer not in ("mvr", "agent-mvr"):
         _fail("mvr_adaptive", cfg.mvr_adaptive, "only applies to optimizers mvr and agent-mvr")
-    if cfg.optimizer in ("mvr", "agent-mvr") and cfg.momentum != 0:
-        _fail("momentum", cfg.momentum, f"optimizer {cfg.optimizer!r} is its own momentum: set momentum 0")
+    if cfg.optimizer in MOMENTUM_FREE_OPTIMIZERS and cfg.momentum != 0:
+        _fail("momentum", cfg.momentum, f"optimizer {cfg.optimizer!r} is its own momentum: leave momentum unset "
+              "(its default is 0 for this optimizer) or set 0")

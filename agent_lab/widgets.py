@@ -7,8 +7,8 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from .config import CHOICES, ConfigError, RunConfig
-from .reporting import plot_training_curves, save_figure
+from .config import CHOICES, ConfigError, RunConfig, default_momentum
+from .reporting import label_figure, plot_training_curves, save_figure, show
 from .runs import RunResult
 from .train import train
 
@@ -18,11 +18,13 @@ class TrainPanel:
 
     The run goes through :func:`agent_lab.train`, so it is cached and resumable like any other;
     the curves and the history table appear below the controls. ``panel.result`` holds the last
-    :class:`RunResult`.
+    :class:`RunResult`. With ``scale="smoke"`` the figure and the table carry the smoke label
+    (:data:`agent_lab.reporting.SMOKE_LABEL`).
     """
 
-    def __init__(self, base: RunConfig, out: str | Path = "runs", figures: str | Path | None = None) -> None:
-        self.base, self.out, self.figures = base, out, figures
+    def __init__(self, base: RunConfig, out: str | Path = "runs", figures: str | Path | None = None,
+                 scale: str | None = None) -> None:
+        self.base, self.out, self.figures, self.scale = base, out, figures, scale
         self.result: RunResult | None = None
         self.model = widgets.Dropdown(options=list(CHOICES["model"][:6]), value=base.model, description="model")
         self.width = widgets.FloatLogSlider(value=base.width, base=2, min=-4, max=0, step=1, description="width")
@@ -40,8 +42,13 @@ class TrainPanel:
         ])
 
     def config(self) -> RunConfig:
-        return self.base.replace(model=self.model.value, width=float(self.width.value),
-                                 optimizer=self.optimizer.value, lr=float(self.lr.value), epochs=int(self.epochs.value))
+        changes = dict(model=self.model.value, width=float(self.width.value), optimizer=self.optimizer.value,
+                       lr=float(self.lr.value), epochs=int(self.epochs.value))
+        if self.optimizer.value != self.base.optimizer and self.base.momentum == default_momentum(self.base.optimizer):
+            # The panel has no momentum control: a base at its optimizer's default momentum gets the
+            # chosen optimizer's default (0 for mvr and agent-mvr), not a momentum they refuse.
+            changes["momentum"] = None
+        return self.base.replace(**changes)
 
     def run(self) -> RunResult | None:
         self.output.clear_output()
@@ -52,11 +59,12 @@ class TrainPanel:
                 print(f"error: {error}")
                 return None
             self.result = train(config, out=self.out)
-            fig = plot_training_curves({f"{config.model} x{config.width:g}, {config.optimizer}": self.result.history})
+            fig = label_figure(plot_training_curves({f"{config.model} x{config.width:g}, {config.optimizer}":
+                                                     self.result.history}), self.scale)
             if self.figures is not None:
-                save_figure(fig, Path(self.figures) / "training_curves")
+                save_figure(fig, Path(self.figures) / "training_curves", scale=self.scale)
             plt.show()
-            display(self.result.history)
+            display(show(self.result.history, self.scale))
         return self.result
 
     def _ipython_display_(self) -> None:

@@ -114,7 +114,7 @@ def test_adaptive_mvr_sets_storms_step_size(tiny_config, tmp_path):
 
 @pytest.mark.parametrize("changes, field", [
     ({"optimizer": "sgd", "mvr_adaptive": True}, "mvr_adaptive"),
-    ({"optimizer": "mvr"}, "momentum"),
+    ({"optimizer": "mvr", "momentum": 0.9}, "momentum"),
     ({"optimizer": "sgd", "coef_rule": "ramp"}, "coef_rule"),
     ({"optimizer": "agent", "coef_rule": "magic"}, "coef_rule"),
     ({"optimizer": "agent", "gamma": 0.0}, "gamma"),
