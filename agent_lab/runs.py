@@ -435,7 +435,8 @@ def repair_run(run_dir: str | Path) -> RunResult:
     """Rewrite a run's history, side tables and ``meta.json`` from its checkpoint.
 
     Refused (:class:`DamagedRunError`) when the checkpoint itself is damaged or unreadable, and
-    (:class:`RunLockedError`) while a process trains in the folder.
+    (:class:`RunLockedError`) while a process trains in the folder. A run that diverged in its
+    first epoch has no checkpoint: its history is the diverging row kept in ``meta.json``.
     """
     run_dir = Path(run_dir)
     config = _read_config(run_dir)
@@ -445,22 +446,25 @@ def repair_run(run_dir: str | Path) -> RunResult:
             meta = _read_meta(run_dir)
         except DamagedRunError:
             meta = {}
-        recorded = meta.get("files", {}).get(CHECKPOINT_FILE)
-        if not (run_dir / CHECKPOINT_FILE).exists():
-            raise DamagedRunError(f"{run_dir / CHECKPOINT_FILE} is missing; {_remedy(run_dir, False)}")
-        actual = file_digest(run_dir / CHECKPOINT_FILE)
-        if recorded is not None and meta.get("status") in FINAL_STATUSES and actual != recorded:
-            raise DamagedRunError(f"{run_dir / CHECKPOINT_FILE} is damaged: it does not match the size and SHA-256 "
-                                  f"recorded in meta.json; {_remedy(run_dir, False)}")
-        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        status, path = meta.get("status"), run_dir / CHECKPOINT_FILE
+        digests = {}
+        if path.exists():
+            digests[CHECKPOINT_FILE] = file_digest(path)
+            recorded = meta.get("files", {}).get(CHECKPOINT_FILE)
+            if recorded is not None and status in FINAL_STATUSES and digests[CHECKPOINT_FILE] != recorded:
+                raise DamagedRunError(f"{path} is damaged: it does not match the size and SHA-256 recorded in "
+                                      f"meta.json; {_remedy(run_dir, False)}")
+            checkpoint = load_checkpoint(path)
+        elif status == "diverged" and meta.get("epochs_done") == 0:
+            checkpoint = {"state": {"epoch": 0, "history": []}}
+        else:
+            raise DamagedRunError(f"{path} is missing; {_remedy(run_dir, False)}")
         state = checkpoint["state"]
-        status = meta.get("status")
         if status == "diverged" and meta.get("diverged_row"):  # the diverging epoch is not in the checkpoint
-            state["history"] = [*state["history"], meta["diverged_row"]]
+            state["history"] = [*state["history"], dict(meta["diverged_row"])]  # [column, value] pairs, in order
         elif status not in FINAL_STATUSES:
             status = "completed" if state["epoch"] >= config.epochs else "interrupted"
-        digests = write_derived_files(run_dir, checkpoint)
-        digests[CHECKPOINT_FILE] = actual
+        digests.update(write_derived_files(run_dir, checkpoint))
         meta.update(status=status, epochs_done=state["epoch"], repaired_at=time.strftime("%Y-%m-%d %H:%M:%S"),
                     config_hash=config.config_hash())
         record_files(run_dir, meta, digests)

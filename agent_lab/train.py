@@ -29,10 +29,11 @@ from .hooks import Batch, Callback, Objective
 from .models import build_model, check_model_fits
 from .optim import build_optimizer, build_scheduler
 from .rng import capture_rng_state, restore_rng_state
-from .runs import (CHECKPOINT_FILE, CONFIG_FILE, HISTORY_COLUMNS, META_FILE, DamagedRunError, RunLock,  # noqa: F401
-                   RunResult, check_out_folder, environment_info, file_digest, history_frame, load_checkpoint,
-                   load_run, read_json, record_files, remove_temporary_files, repair_run, run_dir_for,
-                   save_checkpoint, write_derived_files, write_json)
+from .runs import HISTORY_COLUMNS  # noqa: F401  (re-exported: the loop's history columns)
+from .runs import (CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, META_FILE, OWNER_FILE, DamagedRunError, RunLock, RunResult,
+                   check_out_folder, environment_info, file_digest, history_frame, load_checkpoint, load_run,
+                   read_json, record_files, remove_temporary_files, repair_run, run_dir_for, save_checkpoint,
+                   write_derived_files, write_json)
 
 # How often (in steps) the loop checks the loss for divergence. Checking costs a device sync, so it
 # is not done every step; a diverged run wastes at most this many steps.
@@ -404,21 +405,21 @@ def _train_locked(config: RunConfig, trainer: Trainer, data_info: dict[str, Any]
         trainer.restore(_resume_checkpoint(run_dir, trainer.device))
     else:
         for path in run_dir.iterdir():  # start over: nothing of an earlier attempt survives
-            if path.is_file() and path.name not in (".lock", "owner.json"):
+            if path.is_file() and path.name not in (LOCK_FILE, OWNER_FILE):
                 path.unlink()
 
     meta = {"status": "running", "seed": config.seed, "config_hash": config.config_hash(),
             "data": data_info, **environment_info(trainer.device)}
     write_json(run_dir / CONFIG_FILE, config.to_dict())
 
-    def save(trainer: Trainer, status: str = "running") -> None:
+    def save(trainer: Trainer, status: str = "running", new_checkpoint: bool = True) -> None:
         """Checkpoint, then the files derived from it, then meta.json with their digests (the commit).
 
         Only a completed epoch is checkpointed (``status="running"``): a run that stops keeps the
         checkpoint of its last completed epoch, the one an exact resume starts from.
         """
         digests = {}
-        if status == "running":
+        if status == "running" and new_checkpoint:
             checkpoint = trainer.checkpoint()
             checkpoint["data_info"] = data_info
             digests[CHECKPOINT_FILE] = save_checkpoint(checkpoint_path, checkpoint)
@@ -433,12 +434,14 @@ def _train_locked(config: RunConfig, trainer: Trainer, data_info: dict[str, Any]
         lock.beat()
 
     if trainer.state.epoch:  # resumed: rewrite what the last save may not have finished (side tables, meta)
-        save(trainer, "running")
+        save(trainer, "running", new_checkpoint=False)
     else:
         record_files(run_dir, meta, {})
     status = trainer.run(on_epoch_end=save, progress=progress, stop_after_epoch=stop_after_epoch)
     if status == "diverged":
-        meta.update(diverged_row=trainer.state.history[-1], stop_reason=trainer.stop_reason)
+        # the diverging epoch's row, for repair_run (the checkpoint holds the epochs before it); as
+        # [column, value] pairs because meta.json's keys are sorted
+        meta.update(diverged_row=list(trainer.state.history[-1].items()), stop_reason=trainer.stop_reason)
     save(trainer, status)
     return RunResult(config=config, run_dir=run_dir, history=trainer.history(), status=status, meta=meta)
 

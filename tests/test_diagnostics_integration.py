@@ -32,7 +32,7 @@ from agent_lab.data import full_pass_loader, load_dataset
 from agent_lab.diagnostics.checkpoint import SUMMARY_FILE, diagnose_run, run_masks
 from agent_lab.diagnostics.in_training import DIAGNOSTICS, DiagnosticsCallback
 from agent_lab.optim.agent import GradientCorrector
-from agent_lab.runs import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from agent_lab.runs import CHECKPOINT_FILE, load_checkpoint, read_json, save_checkpoint, write_json
 
 train_module = importlib.import_module("agent_lab.train")  # the package attribute `train` is the function
 
@@ -517,7 +517,9 @@ def test_masks_come_from_the_checkpoint_not_from_zero_weights(agent_runs, tmp_pa
     weight.reshape(-1)[index] = 0.0  # an active weight that happens to be exactly 0
     masked_out = ~masks[name]
     assert (weight[masked_out] == 0).all()  # masked weights are 0 as well
-    save_checkpoint(checkpoint_path, checkpoint)
+    meta = read_json(run_dir / "meta.json")  # an edit the run store must accept: record its digest
+    meta["files"][CHECKPOINT_FILE] = save_checkpoint(checkpoint_path, checkpoint)
+    write_json(run_dir / "meta.json", meta)
     reread = run_masks(load_checkpoint(checkpoint_path))
     assert bool(reread[name].reshape(-1)[index])
     assert all(torch.equal(reread[n], masks[n]) for n in masks)

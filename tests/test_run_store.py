@@ -167,6 +167,10 @@ def test_an_exploding_but_finite_loss_ends_the_run_as_diverged(tiny_config, tmp_
     assert len(result.history) == 1  # caught within the first epoch
     assert load_run(result.run_dir, verify="full").status == "diverged"
     assert train(config, out=tmp_path, progress=False).status == "diverged"  # a result: served, not retrained
+    (result.run_dir / "history.csv").write_text("epoch\n")
+    repaired = repair_run(result.run_dir)  # the diverging epoch's row is kept in meta.json, not the checkpoint
+    assert repaired.status == "diverged"
+    pd.testing.assert_frame_equal(repaired.history, result.history)
 
 
 def test_a_non_finite_test_loss_ends_the_run_as_diverged(tiny_config, tmp_path, monkeypatch):
@@ -218,32 +222,53 @@ def test_a_held_lock_is_refused_at_once_or_waited_for(tiny_config, tmp_path):
     assert done["result"].status == "completed"
 
 
-def _train_script(out: Path, epochs: int = 4) -> list[str]:
-    return [sys.executable, "-m", "agent_lab.cli", "train", "--dataset", "synthetic", "--width", "0.125",
-            "--epochs", str(epochs), "--batch_size", "64", "--out", str(out), "--quiet", "--device", "cpu"]
+def _train_argv(out: Path) -> list[str]:
+    return ["train", "--dataset", "synthetic", "--width", "0.125", "--epochs", "2", "--batch_size", "64",
+            "--out", str(out), "--quiet", "--device", "cpu"]
 
 
 def test_two_processes_on_one_config_train_once(tmp_path):
     from agent_lab import RunConfig
 
-    out = tmp_path / "runs"
-    run_dir = out / RunConfig(dataset="synthetic", width=0.125, epochs=4, batch_size=64).run_name()
-    first = subprocess.Popen(_train_script(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (run_dir / "owner.json").exists():  # the first process holds the lock
-        assert first.poll() is None and time.time() < deadline, first.communicate()
-        time.sleep(0.05)
-    listed = list_runs(out)
-    assert listed["status"].tolist() == ["running"]
-    refused = subprocess.run([*_train_script(out), "--lock-timeout", "0"], capture_output=True, text=True)
-    second = subprocess.run(_train_script(out), capture_output=True, text=True, timeout=600)
+    out, release = tmp_path / "runs", tmp_path / "release"
+    run_dir = out / RunConfig(dataset="synthetic", width=0.125, epochs=2, batch_size=64).run_name()
+    # The first process holds the lock until the test releases it (its epochs wait for a file).
+    gated = textwrap.dedent(f"""
+        import importlib, pathlib, sys, time
+        train_module = importlib.import_module("agent_lab.train")
+        train_epoch = train_module.Trainer.train_epoch
+
+        def gated(self, progress=False):
+            while not pathlib.Path({str(release)!r}).exists():
+                time.sleep(0.05)
+            return train_epoch(self, progress)
+
+        train_module.Trainer.train_epoch = gated
+        from agent_lab.cli import main
+        sys.exit(main({_train_argv(out)!r}))
+    """)
+    cli = [sys.executable, "-m", "agent_lab.cli", *_train_argv(out)]
+    unbuffered = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-c", gated], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not ((run_dir / "owner.json").exists() and (run_dir / "meta.json").exists()):
+            assert first.poll() is None and time.time() < deadline, first.communicate()
+            time.sleep(0.05)
+        assert list_runs(out)["status"].tolist() == ["running"]
+        refused = subprocess.run([*cli, "--lock-timeout", "0"], capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and f"pid {first.pid}" in refused.stderr, refused.stderr
+        second = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=unbuffered)
+        assert "waiting for it to finish" in second.stdout.readline()  # it says so before it waits
+    finally:
+        release.touch()
     first_out, first_err = first.communicate(timeout=600)
-    assert first.returncode == 0 and second.returncode == 0, (first_err, second.stderr)
-    assert refused.returncode == 2 and f"pid {first.pid}" in refused.stderr
-    assert "waiting for it to finish" in second.stdout and "waiting" not in first_out
-    table = lambda text: text.split("status:")[0].splitlines()[-5:]  # noqa: E731  the printed history
-    assert table(second.stdout) == table(first_out)  # the waiter shows the result the first one trained
-    assert len(pd.read_csv(run_dir / "history.csv")) == 4
+    second_out, second_err = second.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, (first_err, second_err)
+    assert "waiting" not in first_out
+    table = lambda text: text.split("status:")[0].splitlines()[-3:]  # noqa: E731  the printed history
+    assert table(second_out) == table(first_out)  # the waiter shows the result the first one trained
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
     assert load_run(run_dir, verify="full").status == "completed"
     assert not (run_dir / "owner.json").exists()
 
