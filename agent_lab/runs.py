@@ -495,4 +495,8 @@ def list_runs(out: str | Path) -> pd.DataFrame:
         if len(run.history):
             row.update({k: run.final[k] for k in ("epoch", "test_acc", "wall_time", "fwd_bwd") if k in run.history})
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for column in ("epoch", "fwd_bwd"):  # whole numbers, also beside damaged runs' empty cells
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    return table
