@@ -1,4 +1,8 @@
-"""The ``agent-lab`` console script. ``agent-lab train`` takes one flag per RunConfig field."""
+"""The ``agent-lab`` console script. ``agent-lab train`` takes one flag per RunConfig field.
+
+Each subcommand imports what it runs inside its handler: a deferred import for start-up cost
+(``--help`` and argument errors answer without loading the training stack), not for a cycle.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +13,8 @@ import typing
 from typing import Sequence
 
 from .config import CHOICES, ConfigError, RunConfig
+from .data import DataUnavailableError
+from .errors import RunStoreError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -109,7 +115,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .adversarial.run_evaluation import evaluate_run
+    from .experiments import evaluate_run
 
     result = evaluate_run(args.run, attack=args.attack, restarts=args.restarts, epsilon=args.epsilon,
                           limit=args.limit, batch_size=args.batch_size, device=args.device, seed=args.seed,
@@ -123,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from .diagnostics.checkpoint import diagnose_run
+    from .experiments import diagnose_run
 
     what = [w.strip() for w in args.what.split(",") if w.strip()]
     table = diagnose_run(args.run, what, batches=args.batches, sigma=args.sigma, variance_sigma=args.variance_sigma,
@@ -138,7 +144,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def cmd_hydra(args: argparse.Namespace) -> int:
-    from .adversarial.hydra import run_hydra
+    from .experiments import run_hydra
 
     config = config_from_args(args)
     result = run_hydra(config, out=args.out, sparsity=args.target_sparsity, pretrain_epochs=args.pretrain_epochs,
@@ -236,9 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .data import DataUnavailableError
-    from .runs import RunStoreError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

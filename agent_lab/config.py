@@ -14,10 +14,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .adversarial.attacks import EVAL_ATTACKS
 from .data import DATASET_NAMES
+from .diagnostics.in_training import DIAGNOSTICS
+from .errors import ConfigError
 from .models import MODEL_NAMES, is_valid_model_name
+from .optim.agent import COEFFICIENT_RULES
+from .optim.correction import CORRECTOR_RULES
+from .sparse.engine import GROWTH_MODES
 from .sparse.masks import DENSE_LAYER_POLICIES
-from .sparse.pipelines import GROWTH_CHOICES, SPARSE_INIT_CHOICES, SPARSE_PIPELINES, parse_nm
+from .sparse.pipelines import SPARSE_INIT_CHOICES, SPARSE_PIPELINES, parse_nm
+
+__all__ = ["CHOICES", "ConfigError", "CORRECTOR_RULES", "RunConfig", "register_choice"]
 
 # Names a config value may take. Later capabilities register theirs here (see `register_choice`).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -25,26 +33,22 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model": tuple(MODEL_NAMES),
     "pipeline": ("dense", *SPARSE_PIPELINES),
     "sparse_init": SPARSE_INIT_CHOICES,
-    "growth": GROWTH_CHOICES,
+    "growth": tuple(GROWTH_MODES),
     "dense_layers": DENSE_LAYER_POLICIES,
     "optimizer": ("sgd", "adam", "svrg", "agent", "fixed-c", "no-gamma", "mvr", "agent-mvr", "reduce-lr"),
-    "coef_rule": ("agent", "svrg", "fixed-c", "no-gamma", "ramp"),
+    "coef_rule": tuple(COEFFICIENT_RULES),
     "weight_decay_mode": ("coupled", "decoupled"),
     "lr_schedule": ("constant", "step", "cosine"),
     "adversarial": ("none", "at", "trades"),
     "attack_bn": ("eval", "train"),
     "full_grad_objective": ("clean", "adversarial"),
-    "robust_eval": ("none", "pgd10", "pgd20", "pgd50"),
-    "diagnostics": ("none", "correlation", "variance", "all"),
+    "robust_eval": ("none", *EVAL_ATTACKS),
+    "diagnostics": DIAGNOSTICS,
     "input_norm": ("dataset", "none"),
 }
 
 # Datasets that cannot be found without a root directory given by the user.
 DATASETS_NEEDING_ROOT = ("imagefolder", "imagenet")
-
-
-class ConfigError(ValueError):
-    """A RunConfig field holds a value outside its valid choices or range."""
 
 
 def register_choice(field_name: str, value: str) -> None:
@@ -358,11 +362,6 @@ def _validate_adversarial(cfg: RunConfig) -> None:
         _fail("full_grad_objective", cfg.full_grad_objective,
               "only applies to adversarial training with a correcting optimizer "
               f"({', '.join(CORRECTOR_RULES)})")
-
-
-# Optimizers that correct the gradient with a snapshot (AGENT family) and their default rule.
-CORRECTOR_RULES = {"svrg": "svrg", "agent": "agent", "fixed-c": "fixed-c", "no-gamma": "no-gamma",
-                   "agent-mvr": "agent", "reduce-lr": "no-gamma"}
 
 
 def _validate_correction(cfg: RunConfig) -> None:

@@ -8,7 +8,7 @@ into a loss; adversarial objectives plug in there.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,24 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .train import Trainer
+
+class Loop(Protocol):
+    """What a callback may see of the training loop (``agent_lab.train.Trainer`` is one).
+
+    ``state`` carries the counters ``epoch`` (completed epochs), ``step`` (optimizer steps taken)
+    and ``fwd_bwd``; ``count_passes(n)`` adds the example-level forward+backward passes of an
+    auxiliary pass to ``fwd_bwd``.
+    """
+
+    config: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    train_loader: Any
+    device: torch.device
+    objective: "Objective"
+    state: Any
+
+    def count_passes(self, examples: int) -> None: ...
 
 
 class Callback:
@@ -24,15 +41,15 @@ class Callback:
 
     name = "callback"
 
-    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_train_begin(self, trainer: "Loop") -> None: ...
 
-    def on_epoch_begin(self, trainer: "Trainer") -> None: ...
+    def on_epoch_begin(self, trainer: "Loop") -> None: ...
 
-    def before_optimizer_step(self, trainer: "Trainer", batch: "Batch") -> None: ...
+    def before_optimizer_step(self, trainer: "Loop", batch: "Batch") -> None: ...
 
-    def after_optimizer_step(self, trainer: "Trainer", batch: "Batch") -> None: ...
+    def after_optimizer_step(self, trainer: "Loop", batch: "Batch") -> None: ...
 
-    def epoch_metrics(self, trainer: "Trainer") -> dict[str, float]:
+    def epoch_metrics(self, trainer: "Loop") -> dict[str, float]:
         return {}
 
     def tables(self) -> dict[str, "pd.DataFrame"]:

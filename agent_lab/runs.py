@@ -26,11 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy
 import pandas as pd
 import torch
+import torchvision
 from filelock import FileLock, Timeout
 
+from ._version import __version__
+from .build import model_from_checkpoint
 from .config import RunConfig
+from .errors import RunStoreError
 
 STATUSES = ("running", "completed", "diverged", "interrupted")
 FINAL_STATUSES = ("completed", "diverged")
@@ -41,10 +46,6 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", 
                    "eval_time", "fwd_bwd", "density")
 # Seconds between two heartbeats of a training process in ``owner.json``.
 HEARTBEAT_EVERY = 30.0
-
-
-class RunStoreError(RuntimeError):
-    """A run folder cannot be used as asked (damaged, locked, or not a folder)."""
 
 
 class DamagedRunError(RunStoreError):
@@ -266,11 +267,6 @@ class RunLock:
 
 def environment_info(device: torch.device) -> dict[str, Any]:
     """Versions, device and numeric-precision flags that can change results."""
-    import numpy
-    import torchvision
-
-    from . import __version__
-
     info: dict[str, Any] = {
         "agent_lab": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
         "torchvision": torchvision.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
@@ -307,12 +303,8 @@ class RunResult:
 
     def load_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The model with the weights of the last checkpoint, in eval mode."""
-        from .train import build_model_for
-
         checkpoint = load_checkpoint(self.run_dir / CHECKPOINT_FILE, map_location=device)
-        model = build_model_for(self.config, checkpoint["data_info"])
-        model.load_state_dict(checkpoint["model"])
-        return model.to(device).eval()
+        return model_from_checkpoint(self.config, checkpoint, device)
 
 
 def _remedy(run_dir: Path, repairable: bool) -> str:
@@ -471,6 +463,88 @@ def repair_run(run_dir: str | Path) -> RunResult:
     return load_run(run_dir, verify="none")
 
 
+class RunFolder:
+    """The writer of one run folder, used by the training loop and by HYDRA alike.
+
+    The sequence: :meth:`served` (a finished run, verified, repaired from its checkpoint when only
+    derived files are damaged) or :meth:`open` (take the lock, drop a killed writer's temporary
+    files); then :meth:`start_over` or resume; :meth:`begin` (``config.json`` and a running
+    ``meta.json``); :meth:`save` after every epoch and once at the end. A save writes the checkpoint
+    first, then the history and the side tables, then ``meta.json`` with the size and SHA-256 of
+    every file (the commit point), and beats the lock's heartbeat.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir)
+        self.meta: dict[str, Any] = {}
+        self.files: dict[str, dict[str, Any]] = {}
+        self.lock: RunLock | None = None
+
+    def served(self) -> RunResult | None:
+        """The stored result of a finished run (its files verified), else None (train or resume it)."""
+        if not (self.path / META_FILE).exists():
+            return None
+        try:
+            cached = load_run(self.path, verify="full")
+        except DamagedRunError as error:
+            if not error.repairable:
+                raise
+            if not (self.path / CHECKPOINT_FILE).exists():
+                return None
+            print(f"{str(error).split(';')[0]}; rewriting it from {CHECKPOINT_FILE}")
+            cached = repair_run(self.path)
+        return cached if cached.status in FINAL_STATUSES else None
+
+    def open(self, timeout: float | None = None, notify: Callable[[str], None] | None = print) -> "RunFolder":
+        """Take the folder's lock (see :class:`RunLock`) and remove a killed writer's temporary files."""
+        self.lock = RunLock(self.path).acquire(timeout=timeout, notify=notify)
+        remove_temporary_files(self.path)
+        return self
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def start_over(self) -> None:
+        """Delete every file of an earlier attempt (the lock stays)."""
+        for path in self.path.iterdir():
+            if path.is_file() and path.name not in (LOCK_FILE, OWNER_FILE):
+                path.unlink()
+        self.files = {}
+
+    def adopt(self, name: str) -> None:
+        """Record the digest of an existing file (a checkpoint a resumed run starts from)."""
+        self.files[name] = file_digest(self.path / name)
+
+    def begin(self, config: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Write ``config.json`` and a ``meta.json`` that says the run is running."""
+        write_json(self.path / CONFIG_FILE, config)
+        self.meta = {**meta, "status": "running"}
+        record_files(self.path, self.meta, self.files)
+
+    def save(self, status: str = "running", *, checkpoint: dict[str, Any] | None = None,
+             checkpoint_file: str = CHECKPOINT_FILE, history: pd.DataFrame | None = None,
+             tables: dict[str, pd.DataFrame] | None = None, **meta: Any) -> None:
+        """Write what is given, in the order of the class docstring, then commit ``meta.json``."""
+        if checkpoint is not None:
+            self.files[checkpoint_file] = save_checkpoint(self.path / checkpoint_file, checkpoint)
+        if history is not None:
+            self.files[HISTORY_FILE] = write_csv(self.path / HISTORY_FILE, history)
+        for name, table in (tables or {}).items():
+            self.files[f"{name}.csv"] = write_csv(self.path / f"{name}.csv", table)
+        self.meta.update(meta, status=status)
+        record_files(self.path, self.meta, self.files)
+        if self.lock is not None:
+            self.lock.beat()
+
+
 def list_runs(out: str | Path) -> pd.DataFrame:
     """One row per run folder under ``out``: status, epochs done, the final metrics, and any damage.
 
@@ -481,7 +555,7 @@ def list_runs(out: str | Path) -> pd.DataFrame:
     for config_path in sorted(Path(out).expanduser().glob(f"*/{CONFIG_FILE}")):
         run_dir = config_path.parent
         try:
-            if "hydra" in read_json(config_path):  # a multi-phase HYDRA folder (adversarial.hydra), not one run
+            if "hydra" in read_json(config_path):  # a multi-phase HYDRA folder (experiments.hydra), not one run
                 continue
             run = load_run(run_dir)
         except (DamagedRunError, ValueError, OSError) as error:

@@ -10,30 +10,28 @@ augmentation are pure functions of (seed, epoch, step), so a resumed run replays
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .adversarial import build_objective, build_robust_monitor
-from .config import ConfigError, RunConfig
-from .data import load_dataset, make_loaders
+from .build import (build_callbacks, build_model_for, data_info_of, load_bundle,  # noqa: F401  (re-exported)
+                    resolve_device, seed_everything)
+from .config import RunConfig
+from .data import make_loaders
 from .hooks import Batch, Callback, Objective
-from .models import build_model, check_model_fits
+from .models import check_model_fits
 from .optim import build_optimizer, build_scheduler
 from .rng import capture_rng_state, restore_rng_state
 from .runs import HISTORY_COLUMNS  # noqa: F401  (re-exported: the loop's history columns)
-from .runs import (CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, META_FILE, OWNER_FILE, DamagedRunError, RunLock, RunResult,
-                   check_out_folder, environment_info, file_digest, history_frame, load_checkpoint, load_run,
-                   read_json, record_files, remove_temporary_files, repair_run, run_dir_for, save_checkpoint,
-                   write_derived_files, write_json)
+from .runs import (CHECKPOINT_FILE, META_FILE, DamagedRunError, RunFolder, RunResult, check_out_folder,
+                   environment_info, file_digest, history_frame, load_checkpoint, read_json, run_dir_for)
 
 # How often (in steps) the loop checks the loss for divergence. Checking costs a device sync, so it
 # is not done every step; a diverged run wastes at most this many steps.
@@ -64,38 +62,6 @@ def divergence_threshold(num_classes: int) -> float:
 def _output_classes(model: torch.nn.Module) -> int:
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     return linears[-1].out_features if linears else 10
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU; an unavailable device is a config error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"RunConfig.device: {name!r} is not available on this machine; valid choices here: auto, cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("RunConfig.device: 'mps' is not available on this machine; valid choices here: auto, cpu")
-    return torch.device(name)
-
-
-def data_info_of(bundle) -> dict[str, Any]:
-    """What a model needs to know about its data set (kept in checkpoints to rebuild the model)."""
-    images = getattr(bundle.train, "images", None)  # streamed splits (imagenet) decode RGB on demand
-    return {"num_classes": bundle.num_classes, "in_channels": 3 if images is None else int(images.shape[1]),
-            "mean": list(bundle.mean), "std": list(bundle.std), "classes": list(bundle.classes),
-            "train_examples": len(bundle.train), "test_examples": len(bundle.test)}
-
-
-def build_model_for(config: RunConfig, data_info: dict[str, Any]) -> torch.nn.Module:
-    normalise = config.input_norm == "dataset"
-    return build_model(config.model, data_info["num_classes"], width=config.width,
-                       in_channels=data_info["in_channels"],
-                       mean=data_info["mean"] if normalise else None, std=data_info["std"] if normalise else None)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @torch.no_grad()
@@ -303,34 +269,6 @@ class Trainer:
         return history_frame(self.state.history)
 
 
-def build_callbacks(config: RunConfig, trainer: "Trainer") -> list[Callback]:
-    """Callbacks a config asks for, attached to the trainer's model and optimizer."""
-    from .diagnostics.in_training import build_diagnostics
-    from .optim.correction import build_correction
-    from .sparse import SparsityCallback, build_sparsifier
-
-    callbacks: list[Callback] = []
-    total_steps = config.epochs * len(trainer.train_loader)
-    sparsifier = build_sparsifier(config, trainer.model, trainer.optimizer, total_steps)
-    correction = build_correction(config, trainer, sparsifier)
-    diagnostics = build_diagnostics(config, trainer, correction, sparsifier)
-    if diagnostics is not None:  # sees the outgoing full gradient before the correction refreshes it
-        callbacks.append(diagnostics)
-    if correction is not None:  # rewrites the gradient before the sparsifier's hook masks it
-        callbacks.append(correction)
-    if sparsifier is not None:
-        callbacks.append(SparsityCallback(sparsifier))
-    return callbacks
-
-
-def load_bundle(config: RunConfig):
-    """The data set of ``config`` with its ``train_subset``/``test_subset`` applied."""
-    bundle = load_dataset(config.dataset, config.data_root)
-    if config.train_subset is not None or config.test_subset is not None:
-        bundle = bundle.subset(config.train_subset, config.test_subset, seed=config.seed)
-    return bundle
-
-
 def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
     """Load the data, build the model and the trainer of ``config`` (nothing is written to disk)."""
     device = resolve_device(config.device)
@@ -369,81 +307,49 @@ def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resum
     """
     if not isinstance(config, RunConfig):
         config = RunConfig.from_dict(dict(config))
-    run_dir = run_dir_for(config, check_out_folder(out))
-    if resume and (cached := _served_from_store(run_dir)) is not None:
+    folder = RunFolder(run_dir_for(config, check_out_folder(out)))
+    if resume and (cached := folder.served()) is not None:
         return cached
 
     # Everything that can fail on bad input happens before the run folder is touched.
     trainer, data_info = prepare(config)
-    with RunLock(run_dir).acquire(timeout=lock_timeout, notify=tqdm.write) as lock:
-        if resume and (cached := _served_from_store(run_dir)) is not None:  # finished while we waited
+    with folder.open(timeout=lock_timeout, notify=tqdm.write):
+        if resume and (cached := folder.served()) is not None:  # finished while we waited
             return cached
-        remove_temporary_files(run_dir)
-        return _train_locked(config, trainer, data_info, run_dir, lock, resume, progress, stop_after_epoch)
+        return _train_in(folder, config, trainer, data_info, resume, progress, stop_after_epoch)
 
 
-def _served_from_store(run_dir: Path) -> RunResult | None:
-    """The stored result of a finished run (its files verified), else None (train or resume it)."""
-    if not (run_dir / META_FILE).exists():
-        return None
-    try:
-        cached = load_run(run_dir, verify="full")
-    except DamagedRunError as error:
-        if not error.repairable:
-            raise
-        if not (run_dir / CHECKPOINT_FILE).exists():
-            return None
-        tqdm.write(f"{error}".split(";")[0] + f"; rewriting it from {CHECKPOINT_FILE}")
-        cached = repair_run(run_dir)
-    return cached if cached.status in ("completed", "diverged") else None
-
-
-def _train_locked(config: RunConfig, trainer: Trainer, data_info: dict[str, Any], run_dir: Path, lock: RunLock,
-                  resume: bool, progress: bool, stop_after_epoch: int | None) -> RunResult:
-    checkpoint_path = run_dir / CHECKPOINT_FILE
-    if resume and checkpoint_path.exists():
-        trainer.restore(_resume_checkpoint(run_dir, trainer.device))
+def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info: dict[str, Any], resume: bool,
+              progress: bool, stop_after_epoch: int | None) -> RunResult:
+    if resume and (folder.path / CHECKPOINT_FILE).exists():
+        trainer.restore(_resume_checkpoint(folder.path, trainer.device))
+        folder.adopt(CHECKPOINT_FILE)
     else:
-        for path in run_dir.iterdir():  # start over: nothing of an earlier attempt survives
-            if path.is_file() and path.name not in (LOCK_FILE, OWNER_FILE):
-                path.unlink()
+        folder.start_over()
+    folder.begin(config.to_dict(), {"seed": config.seed, "config_hash": config.config_hash(), "data": data_info,
+                                    **environment_info(trainer.device)})
 
-    meta = {"status": "running", "seed": config.seed, "config_hash": config.config_hash(),
-            "data": data_info, **environment_info(trainer.device)}
-    write_json(run_dir / CONFIG_FILE, config.to_dict())
-
-    def save(trainer: Trainer, status: str = "running", new_checkpoint: bool = True) -> None:
-        """Checkpoint, then the files derived from it, then meta.json with their digests (the commit).
-
-        Only a completed epoch is checkpointed (``status="running"``): a run that stops keeps the
-        checkpoint of its last completed epoch, the one an exact resume starts from.
-        """
-        digests = {}
+    def save(trainer: Trainer, status: str = "running", new_checkpoint: bool = True, **meta: Any) -> None:
+        """Only a completed epoch is checkpointed (``status="running"``): a run that stops keeps the
+        checkpoint of its last completed epoch, the one an exact resume starts from."""
+        checkpoint = None
         if status == "running" and new_checkpoint:
-            checkpoint = trainer.checkpoint()
-            checkpoint["data_info"] = data_info
-            digests[CHECKPOINT_FILE] = save_checkpoint(checkpoint_path, checkpoint)
-        elif checkpoint_path.exists():
-            digests[CHECKPOINT_FILE] = file_digest(checkpoint_path)
-        digests.update(write_derived_files(run_dir, {"state": {"history": trainer.state.history},
-                                                     "tables": {k: v.to_dict("records")
-                                                                for k, v in trainer.tables().items()}}))
-        meta.update(status=status, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
-                    eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd)
-        record_files(run_dir, meta, digests)
-        lock.beat()
+            checkpoint = {**trainer.checkpoint(), "data_info": data_info}
+        folder.save(status, checkpoint=checkpoint, history=trainer.history(), tables=trainer.tables(),
+                    epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
+                    eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd, **meta)
 
     if trainer.state.epoch:  # resumed: rewrite what the last save may not have finished (side tables, meta)
-        save(trainer, "running", new_checkpoint=False)
-    else:
-        record_files(run_dir, meta, {})
+        save(trainer, new_checkpoint=False)
     status = trainer.run(on_epoch_end=save, progress=progress, stop_after_epoch=stop_after_epoch)
+    extra = {}
     if status == "diverged":
         # the diverging epoch's row, for repair_run (the checkpoint holds the epochs before it); as
         # [column, value] pairs because meta.json's keys are sorted
-        meta.update(diverged_row=list(trainer.state.history[-1].items()), stop_reason=trainer.stop_reason)
-    save(trainer, status)
-    return RunResult(config=config, run_dir=run_dir, history=trainer.history(), status=status, meta=meta)
+        extra = {"diverged_row": list(trainer.state.history[-1].items()), "stop_reason": trainer.stop_reason}
+    save(trainer, status, **extra)
+    return RunResult(config=config, run_dir=folder.path, history=trainer.history(), status=status,
+                     meta=dict(folder.meta))
 
 
 def _resume_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:

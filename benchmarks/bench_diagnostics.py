@@ -45,7 +45,7 @@ from agent_lab import RunConfig, train
 from agent_lab.data import full_pass_loader, load_dataset
 from agent_lab.diagnostics import (gradient_correlation, gradient_variance, per_sample_gradient_variance,
                                    variance_vs_c)
-from agent_lab.diagnostics.checkpoint import run_masks
+from agent_lab.build import checkpoint_masks as run_masks
 from agent_lab.diagnostics.in_training import DiagnosticsCallback
 from agent_lab.runs import CHECKPOINT_FILE, load_checkpoint
 

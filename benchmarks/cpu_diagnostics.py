@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from agent_lab import RunConfig, train
-from agent_lab.diagnostics import (correlation_table, plot_c_hat_vs_correlation, plot_sparsity_sweep,
-                                   sparsity_sweep, sweep_trend)
+from agent_lab.diagnostics import plot_c_hat_vs_correlation
+from agent_lab.experiments import correlation_table, plot_sparsity_sweep, sparsity_sweep, sweep_trend
 from agent_lab.reporting import save_figure, save_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def run_passes(out: str) -> None:
 
     from agent_lab.data import InMemoryLoader, full_pass_loader
     from agent_lab.diagnostics import full_gradient, pearson
-    from agent_lab.diagnostics.checkpoint import run_masks
+    from agent_lab.build import checkpoint_masks as run_masks
     from agent_lab.quickstart import QUICKSTART_CONFIG
     from agent_lab.runs import CHECKPOINT_FILE, load_checkpoint
     from agent_lab.train import load_bundle

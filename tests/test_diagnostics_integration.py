@@ -23,13 +23,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agent_lab.diagnostics import plot_c_hat_vs_correlation, snapshot_of_run, variance_vs_c
+from agent_lab.diagnostics import plot_c_hat_vs_correlation, variance_vs_c
+from agent_lab.experiments import snapshot_of_run
 from agent_lab.reporting import plot_history_columns
 from agent_lab import ConfigError, RunConfig, load_run, train
 from agent_lab.cli import main
 from agent_lab.config import CHOICES, CORRECTOR_RULES
 from agent_lab.data import full_pass_loader, load_dataset
-from agent_lab.diagnostics.checkpoint import SUMMARY_FILE, diagnose_run, run_masks
+from agent_lab.build import checkpoint_masks as run_masks
+from agent_lab.experiments.diagnose import SUMMARY_FILE, diagnose_run
 from agent_lab.diagnostics.in_training import DIAGNOSTICS, DiagnosticsCallback
 from agent_lab.optim.agent import GradientCorrector
 from agent_lab.runs import CHECKPOINT_FILE, load_checkpoint, read_json, save_checkpoint, write_json

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import agent_lab.diagnostics.checkpoint as checkpoint_module
+import agent_lab.experiments.diagnose as checkpoint_module
 from agent_lab import RunConfig, train
 from agent_lab.data import ClassMixing, ClassSortedBatchesWarning, InMemoryLoader, full_pass_loader
-from agent_lab.diagnostics import (diagnose_run, full_gradient, gradient_correlation, gradient_variance,
-                                   loss_based_c_star)
+from agent_lab.diagnostics import full_gradient, gradient_correlation, gradient_variance, loss_based_c_star
+from agent_lab.experiments import diagnose_run
 from agent_lab.hooks import Batch
 from agent_lab.optim.agent import GradientCorrector
 from agent_lab.train import load_bundle, prepare

@@ -10,12 +10,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from agent_lab import RunConfig
-from agent_lab.adversarial.hydra import (HydraResult, ScoreMask, hydra_phase_epochs, initial_scores, phase_file,
+from agent_lab.experiments.hydra import (HydraResult, ScoreMask, hydra_phase_epochs, initial_scores, phase_file,
                                          run_hydra)
 from agent_lab.sparse.distributions import layer_counts
 from agent_lab.sparse.masks import maskable_parameters
 
-hydra_module = importlib.import_module("agent_lab.adversarial.hydra")
+hydra_module = importlib.import_module("agent_lab.experiments.hydra")
 train_module = importlib.import_module("agent_lab.train")
 
 CONFIG = RunConfig(dataset="synthetic", model="vgg16", width=0.125, epochs=1, batch_size=64, lr=0.05,
@@ -178,11 +178,26 @@ def test_run_folder(run):
     assert hydra["finetune_lr"] == pytest.approx(0.1 * CONFIG.lr)  # HYDRA's default: a tenth of the lr
     meta = json.loads((run.run_dir / "meta.json").read_text())
     assert meta["status"] == "completed" and meta["fwd_bwd"] == 1152
+    # the run store records every file HYDRA wrote, and refuses a damaged one
+    assert set(meta["files"]) == {"history.csv", "phase_pretrain.pt", "phase_prune.pt", "phase_finetune.pt"}
+
+
+def test_a_damaged_phase_checkpoint_is_refused(run, tmp_path):
+    import shutil
+
+    from agent_lab.runs import DamagedRunError
+
+    copy = tmp_path / run.run_dir.name
+    shutil.copytree(run.run_dir, copy, ignore=shutil.ignore_patterns(".lock"))
+    path = copy / "phase_finetune.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DamagedRunError, match="phase_finetune.pt"):
+        run_hydra(CONFIG, tmp_path, sparsity=SPARSITY, progress=False, **PHASES)
 
 
 def test_a_completed_run_is_loaded_without_training(run, monkeypatch):
     mtimes = {p.name: p.stat().st_mtime_ns for p in run.run_dir.iterdir()}
-    monkeypatch.setattr(train_module, "prepare", lambda config: pytest.fail("a completed run must not retrain"))
+    monkeypatch.setattr(hydra_module, "prepare", lambda config: pytest.fail("a completed run must not retrain"))
     monkeypatch.setattr(train_module.Trainer, "run", lambda *a, **k: pytest.fail("a completed run must not retrain"))
     again = run_hydra(CONFIG, run.run_dir.parent, sparsity=SPARSITY, progress=False, **PHASES)
     assert again.run_dir == run.run_dir and again.status == "completed"

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from agent_lab import RunConfig, load_run, train
-from agent_lab.adversarial.run_evaluation import SUMMARY_FILE as ROBUST_FILE
-from agent_lab.adversarial.run_evaluation import evaluate_run
+from agent_lab.experiments.evaluate import SUMMARY_FILE as ROBUST_FILE
+from agent_lab.experiments.evaluate import evaluate_run
 from agent_lab.cli import main
-from agent_lab.diagnostics.checkpoint import SUMMARY_FILE as DIAGNOSTICS_FILE
-from agent_lab.diagnostics.checkpoint import UnfinishedRunError, diagnose_run, snapshot_of_run
+from agent_lab.experiments.diagnose import SUMMARY_FILE as DIAGNOSTICS_FILE
+from agent_lab.experiments import UnfinishedRunError, diagnose_run, snapshot_of_run
 from agent_lab.runs import META_FILE, read_json, write_json
 
 # conftest's TINY cut to 64 training images (2 steps of 32), 32 test images and two epochs.

@@ -283,20 +283,19 @@ def test_kill_during_the_last_epochs_writes_leaves_a_run_that_resumes_consistent
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
     script = textwrap.dedent(f"""
         import json, os
-        import importlib
-        from agent_lab import RunConfig
-        from agent_lab.runs import write_derived_files
-        train_module = importlib.import_module("agent_lab.train")
+        from agent_lab import RunConfig, runs, train
 
-        def dying(run_dir, checkpoint):
-            if len(checkpoint["state"]["history"]) == 3:
-                (run_dir / ".history.csv.leftover.tmp").write_text("half")
+        write_csv = runs.write_csv
+
+        def dying(path, table):
+            if path.name == "history.csv" and len(table) == 3:  # the last epoch's save, after its checkpoint
+                (path.parent / ".history.csv.leftover.tmp").write_text("half")
                 os._exit(9)
-            return write_derived_files(run_dir, checkpoint)
+            return write_csv(path, table)
 
-        train_module.write_derived_files = dying
+        runs.write_csv = dying
         config = RunConfig.from_dict(json.loads(open({str(tmp_path / "config.json")!r}).read()))
-        train_module.train(config, out={str(out)!r}, progress=False)
+        train(config, out={str(out)!r}, progress=False)
     """)
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert killed.returncode == 9, killed.stderr

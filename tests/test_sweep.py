@@ -1,4 +1,4 @@
-"""agent_lab.diagnostics.sweep: gradient variance/correlation against sparsity (Fig. 1, Table 7)."""
+"""agent_lab.experiments.sweep: gradient variance/correlation against sparsity (Fig. 1, Table 7)."""
 from __future__ import annotations
 
 import math
@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from agent_lab import RunConfig  # noqa: E402
 from agent_lab.config import ConfigError  # noqa: E402
-from agent_lab.diagnostics import sweep as sweep_module  # noqa: E402
-from agent_lab.diagnostics.sweep import (PAPER_PIPELINES, PAPER_SPARSITIES, correlation_table,  # noqa: E402
+from agent_lab.experiments import sweep as sweep_module  # noqa: E402
+from agent_lab.experiments.sweep import (PAPER_PIPELINES, PAPER_SPARSITIES, correlation_table,  # noqa: E402
                                          plot_sparsity_sweep, sparsity_sweep, sweep_configs, sweep_trend)
 from agent_lab.runs import RunResult  # noqa: E402
 

@@ -130,7 +130,7 @@ def make_loaders(
         test = InMemoryLoader(bundle.test.images, bundle.test.labels, eval_batch_size, shuffle=False,
                               augment=False, seed=seed, device=device)
         return train, test
-    from .streaming import StreamingLoader
+    from .streaming import StreamingLoader  # deferred for start-up cost: only streamed data sets need it
 
     common = dict(seed=seed, device=device, num_workers=num_workers, image_size=bundle.image_size)
     train = StreamingLoader(bundle.train, batch_size, shuffle=True, augment=augment, flip=bundle.flip, **common)

@@ -11,11 +11,10 @@
 * :func:`variance_vs_c` -- Var[g - c·g_old + c·g̃] = V_g - 2cC + c²V_o (Fig. 2) with c* = C/V_o;
   :func:`empirical_variance_of_corrected` checks it by brute force; :func:`plot_variance_vs_c`.
 
-* :func:`sparsity_sweep` -- Fig. 1 / Table 7: train or load a pipeline × sparsity grid and
-  diagnose each final checkpoint; :func:`plot_sparsity_sweep`, :func:`correlation_table`,
-  :func:`sweep_trend`.
-* :class:`~agent_lab.diagnostics.in_training.DiagnosticsCallback` (``RunConfig.diagnostics``)
-  and :func:`~agent_lab.diagnostics.checkpoint.diagnose_run` (``agent-lab diagnose``).
+* :class:`~agent_lab.diagnostics.in_training.DiagnosticsCallback` (``RunConfig.diagnostics``).
+
+The drivers that train or read stored runs to measure them live in :mod:`agent_lab.experiments`
+(``sparsity_sweep``, ``diagnose_run``, ``snapshot_of_run``).
 
 Conventions. ``loss_fn(model, x, y)`` returns the batch's mean loss as a scalar tensor (default:
 cross-entropy). Gradients cover every trainable parameter, flattened and concatenated in
@@ -35,24 +34,12 @@ from ._gradients import cross_entropy_loss
 from .correlation import CorrelationResult, gradient_correlation, pearson
 from .full_gradient import full_gradient, loss_based_c_star, snapshot_correlation
 from .per_sample import PerSampleVarianceResult, per_sample_gradient_variance
-from .checkpoint import diagnose_run, snapshot_of_run
 from .plotting import plot_c_hat_vs_correlation, plot_variance_vs_c
-from .sweep import (PAPER_PIPELINES, PAPER_SPARSITIES, correlation_table, plot_sparsity_sweep, sparsity_sweep,
-                    sweep_configs, sweep_trend)
 from .variance import VarianceResult, gradient_variance, gradient_variance_brute_force
 from .variance_curve import DEFAULT_C_GRID, VarianceCurve, empirical_variance_of_corrected, variance_vs_c
 
 __all__ = [
-    "PAPER_PIPELINES",
-    "PAPER_SPARSITIES",
-    "correlation_table",
-    "diagnose_run",
     "plot_c_hat_vs_correlation",
-    "snapshot_of_run",
-    "plot_sparsity_sweep",
-    "sparsity_sweep",
-    "sweep_configs",
-    "sweep_trend",
     "CorrelationResult",
     "DEFAULT_C_GRID",
     "PerSampleVarianceResult",

@@ -21,7 +21,7 @@ __all__ = ["plot_c_hat_vs_correlation", "plot_variance_vs_c"]
 def plot_variance_vs_c(curve: VarianceCurve, *, c_hat: float | None = None, gamma: float | None = None,
                        ax: Any = None) -> Any:
     """Plot ``curve`` (on ``ax`` or a new figure) with markers at c*, ĉ and γĉ; returns the Figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: slow to import, needed only to draw
     import seaborn as sns
 
     if not isinstance(curve, VarianceCurve):
@@ -62,7 +62,7 @@ def plot_variance_vs_c(curve: VarianceCurve, *, c_hat: float | None = None, gamm
 def plot_c_hat_vs_correlation(history: Any, *, ax: Any = None) -> Any:
     """Fig. 26: the loss-based ĉ* (``c_hat_star``) and the true gradient correlation (``grad_corr``) of
     a run trained with ``diagnostics="correlation"`` (or ``"all"``), per epoch; returns the Figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: slow to import, needed only to draw
     import seaborn as sns
 
     missing = [c for c in ("epoch", "c_hat_star", "grad_corr") if c not in history]

@@ -9,6 +9,7 @@ import os
 import torch
 
 from .common import check_positive_int, check_width
+from .registry import build_model
 
 BYTES_PER_PARAMETER = 4  # float32
 GIB = 2**30
@@ -40,8 +41,6 @@ def estimate_parameters(name: str, num_classes: int, width: float, in_channels: 
 
 @functools.lru_cache(maxsize=64)  # repeated runs of one model skip the build
 def _meta_count(name: str, num_classes: int, width: float, in_channels: int) -> int:
-    from . import build_model  # the package imports this module
-
     with torch.device("meta"):
         model = build_model(name, num_classes, width=width, in_channels=in_channels)
     return sum(p.numel() for p in model.parameters())

@@ -77,7 +77,22 @@ from ..rng import capture_rng_state, restore_rng_state  # re-exported: part of t
 
 __all__ = ["COEFFICIENT_RULES", "GradientCorrector", "capture_rng_state", "restore_rng_state"]
 
-COEFFICIENT_RULES = ("agent", "svrg", "fixed-c", "no-gamma", "ramp")
+
+
+def _ramp(corrector: "GradientCorrector") -> float:
+    # the official A-BSR-Net schedule (ĉ_0 = 0, ĉ* ≡ 1 from the second refresh on)
+    return corrector.gamma * (1.0 - (1.0 - corrector.alpha) ** (corrector.refreshes - 1))
+
+
+# The coefficient rules by name: the coefficient applied to the old gradient once a snapshot
+# exists. A new rule is a function of the corrector and one line here.
+COEFFICIENT_RULES: dict[str, Callable[["GradientCorrector"], float]] = {
+    "agent": lambda corrector: corrector.gamma * corrector.c_hat,
+    "svrg": lambda corrector: 1.0,
+    "fixed-c": lambda corrector: corrector.fixed_c,
+    "no-gamma": lambda corrector: corrector.c_hat,
+    "ramp": _ramp,
+}
 
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
 
@@ -210,16 +225,7 @@ class GradientCorrector:
         """The coefficient applied to the old gradient now (0 before the first refresh)."""
         if self._snapshot is None:
             return 0.0
-        if self.rule == "agent":
-            return self.gamma * self.c_hat
-        if self.rule == "svrg":
-            return 1.0
-        if self.rule == "fixed-c":
-            return self.fixed_c
-        if self.rule == "no-gamma":
-            return self.c_hat
-        # ramp: the official A-BSR-Net schedule (ĉ_0 = 0, ĉ* ≡ 1 from the second refresh on)
-        return self.gamma * (1.0 - (1.0 - self.alpha) ** (self.refreshes - 1))
+        return COEFFICIENT_RULES[self.rule](self)
 
     @property
     def snapshot_model(self) -> nn.Module | None:

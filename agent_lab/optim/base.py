@@ -4,11 +4,10 @@ The gradient-correcting optimizers (AGENT family, MVR) and reduce-lr step with S
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 
-from ..config import RunConfig
 
 
 class SGDW(torch.optim.SGD):
@@ -37,7 +36,7 @@ class SGDW(torch.optim.SGD):
         return super().step(closure)
 
 
-def build_optimizer(config: RunConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(config: Any, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """The base optimizer named by ``config.optimizer`` with the config's lr, momentum and decay."""
     params = list(params)
     decoupled = config.weight_decay_mode == "decoupled"

@@ -27,11 +27,15 @@ from typing import Any
 
 import torch.nn.functional as F
 
-from ..config import CORRECTOR_RULES, ConfigError
 from ..data.full_pass import full_pass_loader
+from ..errors import ConfigError
 from ..hooks import Batch, Callback
 from .agent import GradientCorrector
 from .mvr import MVR
+
+# Optimizers that correct the gradient with a snapshot (AGENT family) and their default rule.
+CORRECTOR_RULES = {"svrg": "svrg", "agent": "agent", "fixed-c": "fixed-c", "no-gamma": "no-gamma",
+                   "agent-mvr": "agent", "reduce-lr": "no-gamma"}
 
 
 class CorrectionCallback(Callback):

@@ -12,22 +12,22 @@ epochs.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from ..config import RunConfig
 
 # Tolerance of comparisons of fractional training times (milestone * epochs is not always exact).
 _EPS = 1e-9
 
 
-def milestone_steps(config: RunConfig, steps_per_epoch: int) -> tuple[int, ...]:
+def milestone_steps(config: Any, steps_per_epoch: int) -> tuple[int, ...]:
     """The optimizer steps at which the step schedule's factors take effect (one per milestone)."""
     total_steps = config.epochs * steps_per_epoch
     return tuple(round(milestone * total_steps) for milestone in config.lr_milestones)
 
 
-def _step_factor(config: RunConfig, epoch: float, steps_per_epoch: int | None) -> float:
+def _step_factor(config: Any, epoch: float, steps_per_epoch: int | None) -> float:
     factor = 1.0
     if steps_per_epoch is None:
         # No step grid: the milestones are the exact training times milestone * epochs.
@@ -43,7 +43,7 @@ def _step_factor(config: RunConfig, epoch: float, steps_per_epoch: int | None) -
     return factor
 
 
-def _schedule_factor(config: RunConfig, epoch: float, steps_per_epoch: int | None) -> float:
+def _schedule_factor(config: Any, epoch: float, steps_per_epoch: int | None) -> float:
     """The schedule's multiplier without warm-up."""
     if config.lr_schedule == "constant":
         return 1.0
@@ -55,13 +55,13 @@ def _schedule_factor(config: RunConfig, epoch: float, steps_per_epoch: int | Non
     raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
 
 
-def _warmup_factor(config: RunConfig, epoch: float) -> float:
+def _warmup_factor(config: Any, epoch: float) -> float:
     if config.warmup_epochs > 0 and epoch < config.warmup_epochs:
         return epoch / config.warmup_epochs
     return 1.0
 
 
-def lr_multiplier(config: RunConfig, epoch: float, steps_per_epoch: int | None = None) -> float:
+def lr_multiplier(config: Any, epoch: float, steps_per_epoch: int | None = None) -> float:
     """Multiplier of ``config.lr`` at training time ``epoch`` (0 = start, ``config.epochs`` = end).
 
     With ``steps_per_epoch``, ``epoch`` is read as step ``t = epoch * steps_per_epoch`` (rounded
@@ -73,7 +73,7 @@ def lr_multiplier(config: RunConfig, epoch: float, steps_per_epoch: int | None =
     return _schedule_factor(config, epoch, steps_per_epoch) * _warmup_factor(config, epoch)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig,
+def build_scheduler(optimizer: torch.optim.Optimizer, config: Any,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step scheduler: the lr of step ``t`` is ``lr * lr_multiplier(config, t / steps_per_epoch, steps_per_epoch)``.
 

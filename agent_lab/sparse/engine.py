@@ -14,7 +14,8 @@ scored by the gradient the optimizer actually uses, after a gradient corrector).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -25,7 +26,37 @@ from .optimizer_state import mask_optimizer_state_, per_element_state_names
 from .schedules import UpdateSchedule
 from .scorers import drop_by_magnitude, gradient_scores, grow, random_scores, unfired_scores
 
-GROWTH_MODES = ("random", "gradient", "random-unfired", "optimizer-gradient")
+
+
+@dataclass(frozen=True)
+class GrowthMode:
+    """How a growth mode scores one layer's positions at a mask update (the highest free ones grow).
+
+    ``score(sparsifier, name, weight)`` returns the scores. ``gradient`` says which gradient the
+    mode needs stashed at the update step: ``"dense"`` (the raw dense gradient, the recorded one
+    when :meth:`DynamicSparsity.record_dense_gradients` was given one), ``"step"`` (the gradient
+    the optimizer is handed, e.g. AGENT's corrected one), or ``None``.
+    """
+
+    score: Callable[[Any, str, torch.Tensor], torch.Tensor]  # (the DynamicSparsity, layer name, weight)
+    gradient: str | None = None
+
+
+def _stashed_gradient(sparsifier: Any, name: str, weight: torch.Tensor) -> torch.Tensor:
+    if sparsifier._scores is None:
+        raise RuntimeError(f"growth {sparsifier.growth!r} scores the gradients of an update step; update_masks() "
+                           f"runs from the optimizer step hook and cannot be called on its own")
+    return sparsifier._scores[name]
+
+
+# The growth modes by name: a new mode is a scoring function and one line here.
+GROWTH_MODES: dict[str, GrowthMode] = {
+    "random": GrowthMode(lambda sparsifier, name, weight: random_scores(weight.shape, sparsifier.generator)),
+    "gradient": GrowthMode(_stashed_gradient, gradient="dense"),
+    "random-unfired": GrowthMode(lambda sparsifier, name, weight: unfired_scores(sparsifier.masks.union[name],
+                                                                                 sparsifier.generator)),
+    "optimizer-gradient": GrowthMode(_stashed_gradient, gradient="step"),
+}
 
 
 class Sparsifier:
@@ -236,22 +267,16 @@ class DynamicSparsity(Sparsifier):
         return self.schedule.is_update_step(step)
 
     def _stash_for_update(self) -> None:
-        if self.growth == "gradient" and self._recorded is not None:
+        needs = GROWTH_MODES[self.growth].gradient
+        if needs == "dense" and self._recorded is not None:
             self._scores = self._recorded
-        elif self.growth in ("gradient", "optimizer-gradient"):
+        elif needs is not None:
             # A layer without a gradient scores 0 everywhere and grows at its lowest free indices.
             self._scores = {name: gradient_scores(p.grad) if p.grad is not None else torch.zeros_like(p)
                             for name, p in self.params.items()}
 
     def _growth_scores(self, name: str, weight: torch.Tensor) -> torch.Tensor:
-        if self.growth == "random":
-            return random_scores(weight.shape, self.generator)
-        if self.growth == "random-unfired":
-            return unfired_scores(self.masks.union[name], self.generator)
-        if self._scores is None:
-            raise RuntimeError(f"growth {self.growth!r} scores the gradients of an update step; update_masks() "
-                               f"runs from the optimizer step hook and cannot be called on its own")
-        return self._scores[name]
+        return GROWTH_MODES[self.growth].score(self, name, weight)
 
     @torch.no_grad()
     def update_masks(self) -> None:

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
+from .bsr import BSRRewiring
+from .engine import DynamicSparsity, Sparsifier
 from .masks import MaskState, maskable_parameters
+from .nm import nm_masks
+from .schedules import UpdateSchedule
 
-SPARSE_PIPELINES = ("static", "set", "rigl", "set-itop", "rigl-itop", "bsr")
-GROWTH_CHOICES = ("random", "gradient", "random-unfired", "optimizer-gradient")
 SPARSE_INIT_CHOICES = ("erk", "uniform", "nm", "bsr-vgg16")
 
 
@@ -43,6 +45,8 @@ DEFAULTS: dict[str, PipelineSettings] = {
     "rigl-itop": PipelineSettings("erk", 4000, 0.5, 0.005, 1.0, "gradient"),
     "bsr": PipelineSettings("erk", 1, 0.0, 0.0, 1.0, "random"),
 }
+# The sparse pipelines: a new pipeline that differs in its settings is one line above.
+SPARSE_PIPELINES = tuple(DEFAULTS)
 
 
 def resolved_settings(config) -> PipelineSettings:
@@ -71,18 +75,11 @@ def parse_nm(text: str) -> tuple[int, int]:
 
 def build_sparsifier(config, model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int):
     """The sparsifier ``config.pipeline`` asks for, attached to ``optimizer`` (None for dense)."""
-    # Imported here: RunConfig validation needs this module's names without the engine's weight.
-    from .engine import DynamicSparsity, Sparsifier
-    from .nm import nm_masks
-    from .schedules import UpdateSchedule
-
     if config.pipeline == "dense":
         return None
     settings = resolved_settings(config)
     common = dict(sparsity=config.sparsity, dense_layers=config.dense_layers, seed=config.seed)
     if config.pipeline == "bsr":
-        from .bsr import BSRRewiring
-
         return BSRRewiring(model, optimizer, initial_densities=settings.sparse_init, **common)
     if settings.sparse_init == "nm":
         n, m = parse_nm(config.nm)

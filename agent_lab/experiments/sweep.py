@@ -20,7 +20,7 @@ and SET at 0% (dense), 50%, 80%, 90% and 95% sparsity and, on each checkpoint,
    updates, so ``update_every``, ``drop_fraction``, ``t_end`` and ``growth`` are unset for them.
 2. Each distinct config is trained with :func:`agent_lab.train.train` into ``out`` (or loaded
    from the store when it has already been trained).
-3. :func:`agent_lab.diagnostics.checkpoint.diagnose_run` measures its final checkpoint: the
+3. :func:`agent_lab.experiments.diagnose.diagnose_run` measures its final checkpoint: the
    variance across ``batches`` minibatches of the run's batch size (BN in train mode, float64)
    at the weights perturbed by N(0, ``variance_sigma``²), and the correlation of the full
    training-set gradients at w and w + N(0, ``sigma``²), each over ``replicates`` replicates, in
@@ -50,12 +50,13 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..sparse.pipelines import SPARSE_PIPELINES
+from ..diagnostics._validation import check_nonnegative, check_replicates, check_seed
 from ..train import train
-from ._validation import check_nonnegative, check_replicates, check_seed
-from .checkpoint import CHECKPOINT_DIAGNOSTICS, diagnose_run
+from .diagnose import CHECKPOINT_DIAGNOSTICS, diagnose_run
 
 __all__ = ["PAPER_PIPELINES", "PAPER_SPARSITIES", "correlation_table", "plot_sparsity_sweep", "sparsity_sweep",
            "sweep_configs", "sweep_trend"]
@@ -172,7 +173,7 @@ def sparsity_sweep(base: RunConfig, out: str | Path = "runs", *, pipelines: Sequ
                    progress: bool = True) -> pd.DataFrame:
     """Train (or load) every config of :func:`sweep_configs` and diagnose its final checkpoint.
 
-    Returns the tidy frame of :func:`~agent_lab.diagnostics.checkpoint.diagnose_run` for every
+    Returns the tidy frame of :func:`~agent_lab.experiments.diagnose.diagnose_run` for every
     (pipeline label, sparsity) -- ``pipeline`` holds the label -- with the run's final ``test_acc``
     and ``status`` added. Each distinct run is trained and diagnosed once (the dense run serves
     every label). ``seed`` seeds the diagnostics (batch order, perturbations) and ``augment`` augments
@@ -180,8 +181,6 @@ def sparsity_sweep(base: RunConfig, out: str | Path = "runs", *, pipelines: Sequ
     is ``base.seed``. ``save`` also merges the results into each run's ``diagnostics.json``.
     Every argument is checked before anything is trained or written.
     """
-    from tqdm.auto import tqdm
-
     what = _check_what(what)
     batches = _check_batches(batches)
     sigma = check_nonnegative("sigma", sigma)
@@ -250,7 +249,7 @@ def plot_sparsity_sweep(frame: pd.DataFrame, *, log_variance: bool = False, titl
     std over replicates (over rows, e.g. seeds, when a point has several). Returns the Figure;
     nothing is written (see :func:`agent_lab.reporting.save_figure`).
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: slow to import, needed only to draw
 
     pipelines = _pipelines_in_order(frame) if "pipeline" in frame else []
     sparsities = sorted(float(s) for s in frame["sparsity"].unique()) if "sparsity" in frame else []

@@ -63,13 +63,15 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..hooks import Callback
+from ..build import build_model_for, resolve_device
 from ..optim import build_scheduler
 from ..rng import capture_rng_state, restore_rng_state
-from ..runs import (CONFIG_FILE, HISTORY_FILE, META_FILE, RunLock, check_out_folder, environment_info,
-                    load_checkpoint, remove_temporary_files, save_checkpoint, write_csv, write_json)
+from ..runs import (META_FILE, RunFolder, check_out_folder, environment_info, load_checkpoint, read_json,
+                    verify_files)
 from ..sparse.distributions import DISTRIBUTIONS, layer_counts
 from ..sparse.engine import Sparsifier
 from ..sparse.masks import MaskState, maskable_parameters
+from ..train import Trainer, TrainState, prepare
 
 PHASES = ("pretrain", "prune", "finetune")
 FINETUNE_LR_FACTOR = 0.1  # HYDRA fine-tunes at 0.01 after pre-training at 0.1
@@ -253,8 +255,7 @@ def _ordered(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def _load_completed(config: RunConfig, run_dir: Path) -> HydraResult:
-    from ..train import build_model_for, resolve_device
-
+    verify_files(run_dir, read_json(run_dir / META_FILE))
     device = resolve_device(config.device)
     checkpoint = load_checkpoint(run_dir / phase_file("finetune"), map_location=device)
     model = build_model_for(config, checkpoint["data_info"]).to(device)
@@ -277,9 +278,6 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
     starts over. Bad arguments raise ``ValueError`` naming the argument or field, before anything
     is written.
     """
-    # Imported here: agent_lab.train imports this package.
-    from ..train import Trainer, TrainState, prepare
-
     if not isinstance(config, RunConfig):
         config = RunConfig.from_dict(dict(config))
     epochs = tuple(given if given is not None else default for given, default in
@@ -299,11 +297,10 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
     # Everything that can fail on bad input happens before the run folder is touched.
     trainer, data_info = prepare(config.replace(epochs=epochs[0]))
     # One process at a time trains a HYDRA folder; a second one waits, then finds the finished run.
-    lock = RunLock(run_dir).acquire(notify=tqdm.write)
+    folder = RunFolder(run_dir).open(notify=tqdm.write)
     try:
         if resume and (run_dir / phase_file("finetune")).exists():
             return _load_completed(config, run_dir)
-        remove_temporary_files(run_dir)
         model, device = trainer.model, trainer.device
         objective, monitor = trainer.objective, trainer.robust_monitor
         loaders = (trainer.train_loader, trainer.test_loader)
@@ -316,6 +313,7 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
             for index, phase in enumerate(PHASES):
                 if (run_dir / phase_file(phase)).exists():
                     checkpoint = load_checkpoint(run_dir / phase_file(phase), map_location=device)
+                    folder.adopt(phase_file(phase))
                     done = index + 1
             if done:
                 model.load_state_dict(checkpoint["model"])
@@ -323,24 +321,22 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
                 masks = checkpoint.get("masks")
                 restore_rng_state(checkpoint["rng"])
         if not done:
-            for name in (*map(phase_file, PHASES), HISTORY_FILE, META_FILE):
-                (run_dir / name).unlink(missing_ok=True)
+            folder.start_over()
+        folder.begin({**config.to_dict(), "hydra": hydra_args},
+                     {"seed": config.seed, "config_hash": config.config_hash(), "hydra": hydra_args, "data": data_info,
+                      **environment_info(device)})
 
-        meta = {"status": "running", "seed": config.seed, "config_hash": config.config_hash(), "hydra": hydra_args,
-                "data": data_info, **environment_info(device)}
-        write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "hydra": hydra_args})
-        write_json(run_dir / META_FILE, meta)
+        def counters(trainer) -> dict[str, Any]:
+            return {"epochs_done": trainer.state.epoch, "wall_time": trainer.state.wall_time,
+                    "eval_time": trainer.state.eval_time, "fwd_bwd": trainer.state.fwd_bwd}
 
         def save_history(trainer) -> None:
-            write_csv(run_dir / HISTORY_FILE, _ordered(trainer.history()))
+            folder.save(history=_ordered(trainer.history()), **counters(trainer))
 
         def save_phase(phase: str, trainer, **extra) -> None:
             checkpoint = {"phase": phase, "model": model.state_dict(), "state": asdict(trainer.state),
                           "rng": capture_rng_state(), "data_info": data_info, **extra}
-            save_checkpoint(run_dir / phase_file(phase), checkpoint)
-            meta.update(phase=phase, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
-                        eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd)
-            write_json(run_dir / META_FILE, meta)
+            folder.save(checkpoint=checkpoint, checkpoint_file=phase_file(phase), phase=phase, **counters(trainer))
 
         def phase_trainer(index: int, callback: Callback):
             """A trainer for phase ``index`` that continues the run's counters, history and data order."""
@@ -352,11 +348,8 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
             return trainer, phase_config.replace(epochs=n)
 
         def finish(status: str, trainer) -> HydraResult:
-            meta.update(status=status, epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
-                        eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd)
             history = _ordered(trainer.history())
-            write_csv(run_dir / HISTORY_FILE, history)
-            write_json(run_dir / META_FILE, meta)
+            folder.save(status, history=history, **counters(trainer))
             return HydraResult(history=history, model=model, masks=masks or {}, run_dir=run_dir, status=status)
 
         if done < 1:
@@ -400,4 +393,4 @@ def run_hydra(config: RunConfig, out: str | Path = "runs", *, sparsity: float, p
         save_phase("finetune", trainer, masks=masks)
         return finish("completed", trainer)
     finally:
-        lock.release()
+        folder.close()

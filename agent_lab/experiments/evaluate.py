@@ -7,7 +7,7 @@ results go to ``<run>/robust_<attack>x<restarts>_eps<ε·255>.csv`` and the summ
 
 Only a completed run is attacked unless ``allow_partial=True`` (``--allow-partial``): an
 interrupted, diverged or still running run raises
-:class:`~agent_lab.diagnostics.checkpoint.UnfinishedRunError` (a ``ValueError``). The summary and
+:class:`~agent_lab.experiments.stored.UnfinishedRunError` (a ``ValueError``). The summary and
 every per-example row record the checkpoint's completed epochs (``epoch``) and the run's status
 (``run_status``).
 """
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..adversarial import RobustResult, named_attack, robust_evaluate
+from ..build import load_bundle
 from ..data import make_loaders
-from ..diagnostics.checkpoint import model_from_checkpoint, require_finished, run_checkpoint
 from ..runs import load_run, read_json, write_csv, write_json
-from .attacks import named_attack
-from .evaluation import RobustResult, robust_evaluate
+from .stored import open_run
 
 SUMMARY_FILE = "robust_eval.json"
 
@@ -36,20 +36,15 @@ def evaluate_run(run_dir: str | Path, *, attack: str = "pgd50", restarts: int = 
     A run that is not completed raises ``UnfinishedRunError`` (a ``ValueError``) unless
     ``allow_partial``; what is written records the checkpoint's ``epoch`` and the ``run_status``.
     """
-    from ..train import load_bundle, resolve_device
-
-    run = load_run(run_dir, verify="full")  # the checkpoint is read whole anyway: check it whole
-    config = run.config
+    config = load_run(run_dir, verify="none").config  # the arguments are checked before the run
     epsilon = config.epsilon if epsilon is None else epsilon
     pgd = named_attack(attack, epsilon, bn_mode="eval")  # the evaluated network; validates attack and epsilon
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit: {limit!r} is invalid; expected a positive number of test examples")
-    require_finished(run, allow_partial)
-    torch_device = resolve_device(device)
-    checkpoint = run_checkpoint(run, map_location=torch_device)
-    model = model_from_checkpoint(run, checkpoint, torch_device)
-    stored_at = {"epoch": int(checkpoint["state"]["epoch"]), "run_status": run.status}
-    del checkpoint
+    stored = open_run(run_dir, device, allow_partial=allow_partial)
+    run, model, torch_device = stored.run, stored.model, stored.device
+    stored_at = {"epoch": stored.epoch, "run_status": run.status}
+    del stored
     bundle = load_bundle(config)
     if limit is not None:
         bundle = bundle.subset(None, min(limit, len(bundle.test)), seed=config.seed)

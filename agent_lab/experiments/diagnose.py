@@ -31,85 +31,15 @@ from typing import Sequence
 import pandas as pd
 import torch
 
+from ..build import load_bundle
 from ..data import full_pass_loader
-from ..runs import CHECKPOINT_FILE, RunResult, load_checkpoint, load_run, read_json, write_json
-from .correlation import gradient_correlation
-from .variance import gradient_variance
+from ..diagnostics import gradient_correlation, gradient_variance
+from ..optim.agent import GradientCorrector
+from ..runs import read_json, write_json
+from .stored import UnfinishedRunError, open_run  # noqa: F401  (UnfinishedRunError: re-exported)
 
 CHECKPOINT_DIAGNOSTICS = ("variance", "correlation")
 SUMMARY_FILE = "diagnostics.json"
-
-
-class UnfinishedRunError(ValueError):
-    """A stored run is not completed (interrupted, diverged or still running) and ``allow_partial`` is off."""
-
-    def __init__(self, message: str, run_dir: Path, status: str, epochs_done: int | None, epochs: int):
-        super().__init__(message)
-        self.run_dir, self.status, self.epochs_done, self.epochs = run_dir, status, epochs_done, epochs
-
-
-def _epochs_done(run: RunResult) -> int | None:
-    """Completed epochs of a stored run, from ``meta.json`` (the last save) or else its history."""
-    done = run.meta.get("epochs_done")
-    if isinstance(done, int) and not isinstance(done, bool):
-        return done
-    history = run.history
-    if "train_loss" in history:  # a diverged epoch's row has no training loss
-        return int(history["train_loss"].notna().sum())
-    return len(history) if len(history) else None
-
-
-def require_finished(run: RunResult, allow_partial: bool = False) -> None:
-    """Refuse (:class:`UnfinishedRunError`, one line) a run whose status is not ``completed``.
-
-    ``allow_partial=True`` accepts it: its checkpoint is that of its last completed epoch.
-    """
-    if not isinstance(allow_partial, bool):
-        raise ValueError(f"allow_partial: {allow_partial!r} is invalid; expected True or False")
-    if run.status == "completed" or allow_partial:
-        return
-    run_dir = Path(run.run_dir)
-    done = _epochs_done(run)
-    epochs = run.config.epochs
-    at = "no epoch" if done is None else f"epoch {done}"
-    use = f"or pass --allow-partial (allow_partial=True) to use its checkpoint of {at}"
-    if run.status == "diverged":
-        remedy = f"a diverged run cannot be finished (training the config again returns it as it is); {use}"
-    elif run.status == "running":
-        remedy = f"wait until the process training it finishes, {use}"
-    else:
-        remedy = (f"finish it by training the same config again, which resumes it (`agent-lab train` with the "
-                  f"settings of its {run_dir.name}/config.json and --out {run_dir.parent}, or "
-                  f"agent_lab.train(config, out=...)), {use}")
-    raise UnfinishedRunError(f"run {run_dir} is {run.status}: {'?' if done is None else done} of {epochs} epochs "
-                             f"done; {remedy}", run_dir, run.status, done, epochs)
-
-
-def run_checkpoint(run: RunResult, map_location: str | torch.device = "cpu") -> dict:
-    """The checkpoint of a stored run (that of its last completed epoch)."""
-    path = Path(run.run_dir) / CHECKPOINT_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run {run.run_dir} ({run.status}) has no completed epoch "
-                                f"to load; train it (again) first")
-    return load_checkpoint(path, map_location=map_location)
-
-
-def model_from_checkpoint(run: RunResult, checkpoint: dict, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The run's model with the weights of ``checkpoint``, in eval mode (``RunResult.load_model``
-    without reading the checkpoint a second time)."""
-    from ..train import build_model_for
-
-    model = build_model_for(run.config, checkpoint["data_info"])
-    model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval()
-
-
-def run_masks(checkpoint: dict) -> dict[str, torch.Tensor] | None:
-    """The sparsity masks saved in a training checkpoint (None for a dense run)."""
-    state = checkpoint.get("callbacks", {}).get("sparsity")
-    if not state:
-        return None
-    return {name: mask.bool() for name, mask in state["sparsifier"]["masks"]["masks"].items()}
 
 
 def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTICS, *, batches: int = 20,
@@ -121,8 +51,6 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
     A run that is not completed raises :class:`UnfinishedRunError` unless ``allow_partial``; every
     row records the checkpoint's ``epoch`` and the ``run_status``.
     """
-    from ..train import load_bundle, resolve_device
-
     what = [what] if isinstance(what, str) else list(what)
     unknown = [w for w in what if w not in CHECKPOINT_DIAGNOSTICS]
     if unknown or not what:
@@ -131,13 +59,8 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
         raise ValueError(f"batches: {batches!r} is invalid; expected an integer >= 2")
     if not isinstance(augment, bool):
         raise ValueError(f"augment: {augment!r} is invalid; expected True or False")
-    run = load_run(run_dir, verify="full")  # the checkpoint is read whole anyway: check it whole
-    require_finished(run, allow_partial)
-    config = run.config
-    torch_device = resolve_device(device)
-    checkpoint = run_checkpoint(run, map_location=torch_device)
-    model = model_from_checkpoint(run, checkpoint, torch_device)
-    masks = run_masks(checkpoint)
+    stored = open_run(run_dir, device, allow_partial=allow_partial)
+    run, config, model, masks, torch_device = stored.run, stored.run.config, stored.model, stored.masks, stored.device
     bundle = load_bundle(config)
     images, labels = getattr(bundle.train, "images", None), bundle.train.labels
     if images is None:
@@ -152,7 +75,7 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
     common = {"run": Path(run.run_dir).name, "pipeline": config.pipeline, "sparsity": config.sparsity,
               "optimizer": config.optimizer, "adversarial": config.adversarial, "seed": config.seed,
               "pass_seed": seed, "active_only": active_only, "augment": augment, "batch_size": config.batch_size,
-              "epoch": int(checkpoint["state"]["epoch"]), "run_status": run.status}
+              "epoch": stored.epoch, "run_status": run.status}
     if "variance" in what:
         k = min(batches, len(sampled))
         start = time.perf_counter()
@@ -176,11 +99,11 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
     table = pd.DataFrame(rows)
     if save:
         path = Path(run.run_dir) / SUMMARY_FILE
-        stored = read_json(path) if path.exists() else {}
+        summary = read_json(path) if path.exists() else {}
         for row in rows:
             protocol = ("_active" if active_only else "") + ("_augmented" if augment else "")
-            stored[f"{row['metric']}_sigma{row['sigma']:g}_r{row['replicates']}{protocol}"] = row
-        write_json(path, stored)
+            summary[f"{row['metric']}_sigma{row['sigma']:g}_r{row['replicates']}{protocol}"] = row
+        write_json(path, summary)
     return table
 
 
@@ -194,14 +117,8 @@ def snapshot_of_run(run_dir: str | Path, device: str = "auto", *,
     not completed raises :class:`UnfinishedRunError` unless ``allow_partial``.
     Use it for Fig. 2 on a real run: ``variance_vs_c(model, snapshot, batches)``.
     """
-    from ..optim.agent import GradientCorrector
-    from ..train import resolve_device
-
-    run = load_run(run_dir, verify="full")  # the checkpoint is read whole anyway: check it whole
-    require_finished(run, allow_partial)
-    torch_device = resolve_device(device)
-    checkpoint = run_checkpoint(run, map_location=torch_device)
-    model = model_from_checkpoint(run, checkpoint, torch_device)
+    stored = open_run(run_dir, device, allow_partial=allow_partial)
+    run, checkpoint, model = stored.run, stored.checkpoint, stored.model
     state = (checkpoint.get("callbacks", {}).get("correction") or {}).get("corrector")
     info = {"gamma": run.config.gamma, "epoch": int(checkpoint["state"]["epoch"]), "run_status": run.status}
     if not state or state.get("snapshot") is None:
