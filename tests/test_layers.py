@@ -65,3 +65,31 @@ def test_config_choices_come_from_the_registries():
     assert CHOICES["pipeline"] == ("dense", *DEFAULTS)
     assert CHOICES["robust_eval"] == ("none", *EVAL_ATTACKS)
     assert CHOICES["diagnostics"] == DIAGNOSTICS
+
+
+def test_a_new_growth_mode_and_coefficient_rule_are_one_registration_each(monkeypatch, tmp_path):
+    """The contributor notes' example: entries of the registries become config choices that train."""
+    from agent_lab import RunConfig, train
+    from agent_lab.optim.agent import COEFFICIENT_RULES
+    from agent_lab.sparse.engine import GROWTH_MODES, GrowthMode
+
+    calls = []
+
+    def saliency(sparsifier, name, weight):
+        calls.append(name)
+        return sparsifier._scores[name] * weight.abs()
+
+    monkeypatch.setitem(GROWTH_MODES, "saliency", GrowthMode(saliency, gradient="dense"))
+    monkeypatch.setitem(COEFFICIENT_RULES, "half-agent", lambda corrector: 0.5 * corrector.gamma * corrector.c_hat)
+    # CHOICES is read from the registries when the package is imported; an entry written in the
+    # registry's literal is there already, one added at run time is registered like this:
+    from agent_lab import config as config_module
+    monkeypatch.setitem(config_module.CHOICES, "growth", tuple(GROWTH_MODES))
+    monkeypatch.setitem(config_module.CHOICES, "coef_rule", tuple(COEFFICIENT_RULES))
+
+    config = RunConfig(dataset="synthetic", width=0.125, epochs=2, batch_size=64, pipeline="rigl", sparsity=0.9,
+                       update_every=4, growth="saliency", optimizer="agent", coef_rule="half-agent", device="cpu")
+    result = train(config, out=tmp_path, progress=False)
+    assert result.status == "completed" and calls  # the mode scored the growth
+    final = result.history.iloc[-1]
+    assert final["c"] == pytest.approx(0.5 * config.gamma * final["c_hat_ema"])
