@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .adversarial.attacks import EVAL_ATTACKS
+from .adversarial.objectives import OBJECTIVES
 from .data import DATASET_NAMES
 from .diagnostics.in_training import DIAGNOSTICS
 from .errors import ConfigError
 from .models import MODEL_NAMES, is_valid_model_name
 from .optim.agent import COEFFICIENT_RULES
-from .optim.correction import CORRECTOR_RULES
+from .optim.correction import CORRECTOR_RULES, OPTIMIZERS
 from .sparse.engine import GROWTH_MODES
 from .sparse.masks import DENSE_LAYER_POLICIES
 from .sparse.pipelines import SPARSE_INIT_CHOICES, SPARSE_PIPELINES, parse_nm
@@ -35,11 +36,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sparse_init": SPARSE_INIT_CHOICES,
     "growth": tuple(GROWTH_MODES),
     "dense_layers": DENSE_LAYER_POLICIES,
-    "optimizer": ("sgd", "adam", "svrg", "agent", "fixed-c", "no-gamma", "mvr", "agent-mvr", "reduce-lr"),
+    "optimizer": OPTIMIZERS,
     "coef_rule": tuple(COEFFICIENT_RULES),
     "weight_decay_mode": ("coupled", "decoupled"),
     "lr_schedule": ("constant", "step", "cosine"),
-    "adversarial": ("none", "at", "trades"),
+    "adversarial": tuple(OBJECTIVES),
     "attack_bn": ("eval", "train"),
     "full_grad_objective": ("clean", "adversarial"),
     "robust_eval": ("none", *EVAL_ATTACKS),

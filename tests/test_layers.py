@@ -53,7 +53,8 @@ def test_an_import_that_points_up_fails_and_is_named(tmp_path):
 
 
 def test_config_choices_come_from_the_registries():
-    from agent_lab.adversarial import EVAL_ATTACKS
+    from agent_lab.adversarial import EVAL_ATTACKS, OBJECTIVES
+    from agent_lab.optim.correction import CORRECTOR_RULES, OPTIMIZERS
     from agent_lab.config import CHOICES
     from agent_lab.diagnostics.in_training import DIAGNOSTICS
     from agent_lab.optim.agent import COEFFICIENT_RULES
@@ -65,6 +66,8 @@ def test_config_choices_come_from_the_registries():
     assert CHOICES["pipeline"] == ("dense", *DEFAULTS)
     assert CHOICES["robust_eval"] == ("none", *EVAL_ATTACKS)
     assert CHOICES["diagnostics"] == DIAGNOSTICS
+    assert CHOICES["adversarial"] == tuple(OBJECTIVES)
+    assert CHOICES["optimizer"] == OPTIMIZERS and set(CORRECTOR_RULES) <= set(OPTIMIZERS)
 
 
 def test_a_new_growth_mode_and_coefficient_rule_are_one_registration_each(monkeypatch, tmp_path):

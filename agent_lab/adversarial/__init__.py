@@ -5,8 +5,8 @@ What plugs into the training loop; HYDRA and the evaluation of stored runs are d
 from .attacks import EVAL_ATTACKS, PGD, attacking, generator_for, named_attack
 from .evaluation import RobustResult, robust_evaluate
 from .monitor import RobustMonitor, build_robust_monitor, resolved_robust_eval
-from .objectives import TRADES, AdversarialObjective, MadryAT, build_objective, training_attack
+from .objectives import OBJECTIVES, TRADES, AdversarialObjective, MadryAT, build_objective, training_attack
 
 __all__ = ["EVAL_ATTACKS", "PGD", "attacking", "generator_for", "named_attack", "RobustResult", "robust_evaluate",
            "RobustMonitor", "build_robust_monitor", "resolved_robust_eval", "TRADES", "AdversarialObjective",
-           "MadryAT", "build_objective", "training_attack"]
+           "MadryAT", "OBJECTIVES", "build_objective", "training_attack"]

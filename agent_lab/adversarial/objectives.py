@@ -11,6 +11,8 @@ for AT, clean logits for TRADES.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -90,11 +92,14 @@ def training_attack(config) -> PGD:
                bn_mode=config.attack_bn)
 
 
+# The training objectives by ``config.adversarial`` name: a new objective is a class and one line here.
+OBJECTIVES: dict[str, Callable[[Any], Objective]] = {
+    "none": lambda config: Objective(),
+    "at": lambda config: MadryAT(training_attack(config), seed=config.seed),
+    "trades": lambda config: TRADES(training_attack(config), beta=config.trades_beta, seed=config.seed),
+}
+
+
 def build_objective(config) -> Objective:
-    """The training objective of ``config.adversarial``: none, at or trades."""
-    if config.adversarial == "none":
-        return Objective()
-    attack = training_attack(config)
-    if config.adversarial == "at":
-        return MadryAT(attack, seed=config.seed)
-    return TRADES(attack, beta=config.trades_beta, seed=config.seed)
+    """The training objective of ``config.adversarial`` (one of :data:`OBJECTIVES`)."""
+    return OBJECTIVES[config.adversarial](config)
