@@ -105,6 +105,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from .paper import ARTIFACTS, paper_numbers
+
+    if args.numbers is not None:
+        numbers = paper_numbers()
+        numbers.to_csv(args.numbers, index=False)
+        print(f"{len(numbers)} numbers of {numbers['artifact'].nunique()} tables written to {args.numbers}")
+        return 0
+    counts = paper_numbers().groupby("artifact").size()
+    for spec in ARTIFACTS.values():
+        printed = f"{counts.get(spec.id, 0)} numbers" if spec.kind == "table" else "no numbers"
+        print(f"{spec.id:<8} {spec.title} ({spec.where}; {printed})")
+        for claim in spec.claims:
+            print(f"         claim: {claim}")
+        if spec.unstated:
+            print(f"         unstated: {spec.unstated}")
+    return 0
+
+
 def cmd_repair(args: argparse.Namespace) -> int:
     from .runs import repair_run
 
@@ -234,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list the runs under a folder")
     runs.add_argument("--out", default="runs", help="folder that holds run folders")
     runs.set_defaults(handler=cmd_runs)
+
+    listing = sub.add_parser("list", help="the paper's tables and figures: titles, claims, unstated settings")
+    listing.add_argument("--numbers", nargs="?", const="paper_numbers.csv", default=None, metavar="CSV",
+                         help="write every number the paper's tables print as one tidy CSV "
+                              "(artifact,row,column,metric,value,std,note) [default file: paper_numbers.csv]")
+    listing.set_defaults(handler=cmd_list)
 
     repair = sub.add_parser("repair", help="rewrite a run's history, side tables and meta.json from its checkpoint")
     repair.add_argument("--run", required=True, help="run folder (as written by train)")

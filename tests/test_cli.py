@@ -47,7 +47,8 @@ def test_bad_flags_give_one_line_errors_and_write_nothing(argv, field, tmp_path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["quickstart"], ["runs"], ["evaluate"], ["hydra"], ["diagnose"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["quickstart"], ["runs"], ["evaluate"], ["hydra"], ["diagnose"],
+                                     ["repair"], ["list"]])
 def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
