@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 PAPER_NUMBERS_FILE = Path(__file__).with_name("paper_numbers.csv")
-ARTIFACTS = tuple(f"table{i}" for i in range(1, 9))
+TABLES = tuple(f"table{i}" for i in range(1, 9))  # the artifacts that print numbers
 COLUMNS = ("artifact", "row", "column", "metric", "value", "std", "note")
 
 MISSING: dict[str, str] = {
@@ -53,8 +53,8 @@ MISSING: dict[str, str] = {
 
 def paper_numbers(artifact: str | None = None) -> pd.DataFrame:
     """All the paper's table numbers, or those of one ``artifact`` (``"table1"`` ... ``"table8"``)."""
-    if artifact is not None and artifact not in ARTIFACTS:
-        raise ValueError(f"unknown artifact {artifact!r}; valid ones: {', '.join(ARTIFACTS)}")
+    if artifact is not None and artifact not in TABLES:
+        raise ValueError(f"unknown artifact {artifact!r}; valid ones: {', '.join(TABLES)}")
     frame = pd.read_csv(PAPER_NUMBERS_FILE, dtype={"row": str, "column": str, "note": str},
                         keep_default_na=False, na_values={"std": [""]})
     frame["value"] = frame["value"].astype(float)
