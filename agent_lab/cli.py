@@ -110,7 +110,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     if args.numbers is not None:
         numbers = paper_numbers()
-        numbers.to_csv(args.numbers, index=False)
+        try:
+            numbers.to_csv(args.numbers, index=False)
+        except OSError as error:
+            raise ValueError(f"--numbers: cannot write {args.numbers} ({error.strerror or error}); "
+                             "give a file path in a folder that exists") from None
         print(f"{len(numbers)} numbers of {numbers['artifact'].nunique()} tables written to {args.numbers}")
         return 0
     counts = paper_numbers().groupby("artifact").size()

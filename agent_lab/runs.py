@@ -258,12 +258,6 @@ class RunLock:
         self._lock.release()
         self._lock = None
 
-    def __enter__(self) -> "RunLock":
-        return self if self._lock is not None else self.acquire()
-
-    def __exit__(self, *exc_info) -> None:
-        self.release()
-
 
 def environment_info(device: torch.device) -> dict[str, Any]:
     """Versions, device and numeric-precision flags that can change results."""
@@ -410,14 +404,6 @@ def record_files(run_dir: Path, meta: dict[str, Any], digests: dict[str, dict[st
     write_json(run_dir / META_FILE, meta)
 
 
-def write_derived_files(run_dir: Path, checkpoint: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Write ``history.csv`` and the side tables held by ``checkpoint``; returns their digests."""
-    digests = {HISTORY_FILE: write_csv(run_dir / HISTORY_FILE, history_frame(checkpoint["state"]["history"]))}
-    for name, records in checkpoint.get("tables", {}).items():
-        digests[f"{name}.csv"] = write_csv(run_dir / f"{name}.csv", pd.DataFrame(records))
-    return digests
-
-
 def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The history table of a run from its rows (the columns of an empty history are still there)."""
     return pd.DataFrame(rows, columns=None if rows else list(HISTORY_COLUMNS))
@@ -432,34 +418,32 @@ def repair_run(run_dir: str | Path) -> RunResult:
     """
     run_dir = Path(run_dir)
     config = _read_config(run_dir)
-    with RunLock(run_dir).acquire(timeout=0):
-        remove_temporary_files(run_dir)
+    with RunFolder(run_dir).open(timeout=0, notify=None) as folder:
         try:
-            meta = _read_meta(run_dir)
+            folder.meta = _read_meta(run_dir)
         except DamagedRunError:
-            meta = {}
-        status, path = meta.get("status"), run_dir / CHECKPOINT_FILE
-        digests = {}
+            folder.meta = {}
+        status, path = folder.meta.get("status"), run_dir / CHECKPOINT_FILE
         if path.exists():
-            digests[CHECKPOINT_FILE] = file_digest(path)
-            recorded = meta.get("files", {}).get(CHECKPOINT_FILE)
-            if recorded is not None and status in FINAL_STATUSES and digests[CHECKPOINT_FILE] != recorded:
+            folder.adopt(CHECKPOINT_FILE)
+            recorded = folder.meta.get("files", {}).get(CHECKPOINT_FILE)
+            if recorded is not None and status in FINAL_STATUSES and folder.files[CHECKPOINT_FILE] != recorded:
                 raise DamagedRunError(f"{path} is damaged: it does not match the size and SHA-256 recorded in "
                                       f"meta.json; {_remedy(run_dir, False)}")
             checkpoint = load_checkpoint(path)
-        elif status == "diverged" and meta.get("epochs_done") == 0:
+        elif status == "diverged" and folder.meta.get("epochs_done") == 0:
             checkpoint = {"state": {"epoch": 0, "history": []}}
         else:
             raise DamagedRunError(f"{path} is missing; {_remedy(run_dir, False)}")
-        state = checkpoint["state"]
-        if status == "diverged" and meta.get("diverged_row"):  # the diverging epoch is not in the checkpoint
-            state["history"] = [*state["history"], dict(meta["diverged_row"])]  # [column, value] pairs, in order
+        state, history = checkpoint["state"], list(checkpoint["state"]["history"])
+        if status == "diverged" and folder.meta.get("diverged_row"):  # the diverging epoch is not in the checkpoint
+            history.append(dict(folder.meta["diverged_row"]))  # stored as [column, value] pairs, in order
         elif status not in FINAL_STATUSES:
             status = "completed" if state["epoch"] >= config.epochs else "interrupted"
-        digests.update(write_derived_files(run_dir, checkpoint))
-        meta.update(status=status, epochs_done=state["epoch"], repaired_at=time.strftime("%Y-%m-%d %H:%M:%S"),
+        folder.save(status, history=history_frame(history),
+                    tables={name: pd.DataFrame(records) for name, records in checkpoint.get("tables", {}).items()},
+                    epochs_done=state["epoch"], repaired_at=time.strftime("%Y-%m-%d %H:%M:%S"),
                     config_hash=config.config_hash())
-        record_files(run_dir, meta, digests)
     return load_run(run_dir, verify="none")
 
 

@@ -31,7 +31,7 @@ from .optim import build_optimizer, build_scheduler
 from .rng import capture_rng_state, restore_rng_state
 from .runs import HISTORY_COLUMNS  # noqa: F401  (re-exported: the loop's history columns)
 from .runs import (CHECKPOINT_FILE, META_FILE, DamagedRunError, RunFolder, RunResult, check_out_folder,
-                   environment_info, file_digest, history_frame, load_checkpoint, read_json, run_dir_for)
+                   environment_info, history_frame, load_checkpoint, read_json, run_dir_for)
 
 # How often (in steps) the loop checks the loss for divergence. Checking costs a device sync, so it
 # is not done every step; a diverged run wastes at most this many steps.
@@ -305,6 +305,10 @@ def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resum
     first (``lock_timeout`` seconds at most; ``None`` waits as long as it takes, ``0`` refuses at
     once) and then returns its result. A damaged checkpoint raises :class:`DamagedRunError`.
     """
+    if lock_timeout is not None and (isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float))
+                                     or not 0 <= lock_timeout < math.inf):
+        raise ValueError(f"lock_timeout: {lock_timeout!r} is invalid; expected a number of seconds >= 0, "
+                         "or None to wait as long as it takes")
     if not isinstance(config, RunConfig):
         config = RunConfig.from_dict(dict(config))
     folder = RunFolder(run_dir_for(config, check_out_folder(out)))
@@ -322,8 +326,7 @@ def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resum
 def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info: dict[str, Any], resume: bool,
               progress: bool, stop_after_epoch: int | None) -> RunResult:
     if resume and (folder.path / CHECKPOINT_FILE).exists():
-        trainer.restore(_resume_checkpoint(folder.path, trainer.device))
-        folder.adopt(CHECKPOINT_FILE)
+        trainer.restore(_resume_checkpoint(folder, trainer.device))
     else:
         folder.start_over()
     folder.begin(config.to_dict(), {"seed": config.seed, "config_hash": config.config_hash(), "data": data_info,
@@ -352,20 +355,22 @@ def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info:
                      meta=dict(folder.meta))
 
 
-def _resume_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:
-    """The checkpoint to resume from, refused when it is not the one the run last saved.
+def _resume_checkpoint(folder: RunFolder, device: torch.device) -> dict[str, Any]:
+    """The checkpoint to resume from (its digest adopted by ``folder``), refused when it is not the
+    one the run last saved.
 
     The checkpoint is written before the ``meta.json`` that records its digest, so a run killed
     between the two has a checkpoint one epoch ahead of its meta: that one is accepted.
     """
-    path = run_dir / CHECKPOINT_FILE
+    path = folder.path / CHECKPOINT_FILE
     checkpoint = load_checkpoint(path, map_location=device)
     try:
-        meta = read_json(run_dir / META_FILE)
+        meta = read_json(folder.path / META_FILE)
     except (OSError, ValueError):
         meta = {}  # unreadable meta: the checkpoint (it loaded) is all there is, and it rebuilds the rest
+    folder.adopt(CHECKPOINT_FILE)
     recorded = meta.get("files", {}).get(CHECKPOINT_FILE)
-    if recorded is not None and file_digest(path) != recorded:
+    if recorded is not None and folder.files[CHECKPOINT_FILE] != recorded:
         epoch, saved = checkpoint["state"]["epoch"], meta.get("epochs_done")
         if saved is None or epoch != saved + 1:
             raise DamagedRunError(f"{path} is damaged: it does not match the size and SHA-256 recorded in "

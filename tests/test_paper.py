@@ -47,3 +47,9 @@ def test_list_numbers_writes_the_tidy_csv(tmp_path, capsys):
     written = pd.read_csv(path)
     assert list(written.columns) == ["artifact", "row", "column", "metric", "value", "std", "note"]
     assert len(written) == len(paper_numbers()) and "written to" in capsys.readouterr().out
+
+
+def test_list_numbers_into_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["list", "--numbers", str(tmp_path / "no" / "such" / "numbers.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("agent-lab: error: --numbers: cannot write") and "\n" not in err

@@ -158,6 +158,13 @@ def test_a_width_that_cannot_fit_is_refused_before_allocating(tmp_path, capsys):
     assert "\n" not in err and not out.exists()
 
 
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "soon", True])
+def test_a_bad_lock_timeout_is_refused_before_anything_is_written(tiny_config, tmp_path, timeout):
+    with pytest.raises(ValueError, match="lock_timeout"):
+        train(tiny_config, out=tmp_path / "runs", progress=False, lock_timeout=timeout)
+    assert not (tmp_path / "runs").exists()
+
+
 # -- divergence ------------------------------------------------------------------------------------
 def test_an_exploding_but_finite_loss_ends_the_run_as_diverged(tiny_config, tmp_path):
     config = tiny_config.replace(lr=1e6, weight_decay=0.0)

@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..hooks import Callback
-from ..build import build_model_for, resolve_device
+from ..build import model_from_checkpoint, resolve_device
 from ..optim import build_scheduler
 from ..rng import capture_rng_state, restore_rng_state
 from ..runs import (META_FILE, RunFolder, check_out_folder, environment_info, load_checkpoint, read_json,
@@ -258,8 +258,7 @@ def _load_completed(config: RunConfig, run_dir: Path) -> HydraResult:
     verify_files(run_dir, read_json(run_dir / META_FILE))
     device = resolve_device(config.device)
     checkpoint = load_checkpoint(run_dir / phase_file("finetune"), map_location=device)
-    model = build_model_for(config, checkpoint["data_info"]).to(device)
-    model.load_state_dict(checkpoint["model"])
+    model = model_from_checkpoint(config, checkpoint, device).train()  # as a freshly trained HYDRA leaves it
     history = _ordered(pd.DataFrame(checkpoint["state"]["history"]))
     return HydraResult(history=history, model=model, masks=checkpoint["masks"], run_dir=run_dir,
                        status="completed")
