@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 
 from agent_lab import RunConfig, train
+from agent_lab.optim.correction import OPTIMIZERS
 
-OPTIMIZERS = ("sgd", "adam", "svrg", "agent", "fixed-c", "no-gamma", "mvr", "agent-mvr", "reduce-lr")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ Statistics are over active (unmasked) coordinates. Results are returned as a tid
 (``metric, value, std, replicates, ..., epoch, run_status``) and merged into ``<run>/diagnostics.json``.
 
 Only a completed run is measured unless ``allow_partial=True``: an interrupted, diverged or still
-running run raises :class:`UnfinishedRunError` (a ``ValueError``) naming its status and epochs.
+running run raises :class:`~agent_lab.experiments.stored.UnfinishedRunError` (a ``ValueError``) naming its status and epochs.
 Every row records the checkpoint's completed epochs (``epoch``) and the run's status
 (``run_status``), so a measurement of a partial run is never mistaken for the final one.
 """
@@ -36,7 +36,7 @@ from ..data import full_pass_loader
 from ..diagnostics import gradient_correlation, gradient_variance
 from ..optim.agent import GradientCorrector
 from ..runs import read_json, write_json
-from .stored import UnfinishedRunError, open_run  # noqa: F401  (UnfinishedRunError: re-exported)
+from .stored import open_run
 
 CHECKPOINT_DIAGNOSTICS = ("variance", "correlation")
 SUMMARY_FILE = "diagnostics.json"
@@ -48,7 +48,7 @@ def diagnose_run(run_dir: str | Path, what: Sequence[str] = CHECKPOINT_DIAGNOSTI
                  save: bool = True, allow_partial: bool = False) -> pd.DataFrame:
     """Gradient variance and/or correlation under perturbation of the run in ``run_dir``.
 
-    A run that is not completed raises :class:`UnfinishedRunError` unless ``allow_partial``; every
+    A run that is not completed raises :class:`~agent_lab.experiments.stored.UnfinishedRunError` unless ``allow_partial``; every
     row records the checkpoint's ``epoch`` and the ``run_status``.
     """
     what = [what] if isinstance(what, str) else list(what)
@@ -114,7 +114,7 @@ def snapshot_of_run(run_dir: str | Path, device: str = "auto", *,
     Returns ``(model, snapshot, info)``: ``snapshot`` is None for a run without a corrector (or
     before its first refresh); ``info`` holds ``gamma``, the checkpoint's ``epoch`` and the
     ``run_status``, and with a snapshot ``c_hat``, ``c_hat_star`` and ``refreshes``. A run that is
-    not completed raises :class:`UnfinishedRunError` unless ``allow_partial``.
+    not completed raises :class:`~agent_lab.experiments.stored.UnfinishedRunError` unless ``allow_partial``.
     Use it for Fig. 2 on a real run: ``variance_vs_c(model, snapshot, batches)``.
     """
     stored = open_run(run_dir, device, allow_partial=allow_partial)
