@@ -398,12 +398,6 @@ def load_run(run_dir: str | Path, verify: str = "quick") -> RunResult:
     return RunResult(config=config, run_dir=run_dir, history=history, status=status, meta=meta)
 
 
-def record_files(run_dir: Path, meta: dict[str, Any], digests: dict[str, dict[str, Any]]) -> None:
-    """Write ``meta.json`` with the digests of the files just saved (the commit point of a save)."""
-    meta["files"] = dict(digests)
-    write_json(run_dir / META_FILE, meta)
-
-
 def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The history table of a run from its rows (the columns of an empty history are still there)."""
     return pd.DataFrame(rows, columns=None if rows else list(HISTORY_COLUMNS))
@@ -511,7 +505,12 @@ class RunFolder:
         """Write ``config.json`` and a ``meta.json`` that says the run is running."""
         write_json(self.path / CONFIG_FILE, config)
         self.meta = {**meta, "status": "running"}
-        record_files(self.path, self.meta, self.files)
+        self._commit()
+
+    def _commit(self) -> None:
+        """Write ``meta.json`` with the digests of the files saved so far (the commit point of a save)."""
+        self.meta["files"] = dict(self.files)
+        write_json(self.path / META_FILE, self.meta)
 
     def save(self, status: str = "running", *, checkpoint: dict[str, Any] | None = None,
              checkpoint_file: str = CHECKPOINT_FILE, history: pd.DataFrame | None = None,
@@ -524,7 +523,7 @@ class RunFolder:
         for name, table in (tables or {}).items():
             self.files[f"{name}.csv"] = write_csv(self.path / f"{name}.csv", table)
         self.meta.update(meta, status=status)
-        record_files(self.path, self.meta, self.files)
+        self._commit()
         if self.lock is not None:
             self.lock.beat()
 
