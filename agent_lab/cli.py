@@ -10,6 +10,7 @@ import dataclasses
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Sequence
 
 from .config import CHOICES, ConfigError, RunConfig
@@ -118,13 +119,57 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{len(numbers)} numbers of {numbers['artifact'].nunique()} tables written to {args.numbers}")
         return 0
     counts = paper_numbers().groupby("artifact").size()
+    states = costs = None
+    if args.scale is not None or args.cost:
+        from .paper.reproduce import plan, run_state
+        the_plan = plan(["all"], args.scale or "cpu", seeds=args.seeds)
+        states = {key: run_state(run, args.out) for key, run in the_plan.distinct.items()}
+        if args.cost:
+            from .paper.cost import format_seconds, plan_cost
+            frame = plan_cost(the_plan, args.out)
+            costs = dict(zip(the_plan.distinct, frame["seconds"]))
+        print(f"scale {the_plan.scale.name}: {the_plan.scale.description}; run store {args.out}")
     for spec in ARTIFACTS.values():
         printed = f"{counts.get(spec.id, 0)} numbers" if spec.kind == "table" else "no numbers"
         print(f"{spec.id:<8} {spec.title} ({spec.where}; {printed})")
-        for claim in spec.claims:
+        for claim in spec.claim_texts:
             print(f"         claim: {claim}")
         if spec.unstated:
             print(f"         unstated: {spec.unstated}")
+        if states is not None:
+            keys = list(dict.fromkeys(run.key for run in the_plan.runs[spec.id]))
+            cached = sum(states[k] in ("completed", "diverged") for k in keys)
+            line = f"         runs: {len(keys)} needed, {cached} cached, {len(keys) - cached} to train"
+            if costs is not None:
+                line += f", ~{format_seconds(sum(costs[k] for k in keys))} on this machine"
+            note = spec.note(the_plan.scale.name)
+            print(line + (f" ({note})" if note else ""))
+    if costs is not None:
+        print(f"total (shared runs once): ~{format_seconds(sum(costs.values()))} on this machine's CPU "
+              f"({len(costs)} distinct runs). GPU: not measured here; a GPU takes this divided by its speed-up "
+              "over this CPU (time `agent-lab train --epochs 1` on both).")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .paper.reproduce import describe_plan, plan, reproduce
+
+    if args.dry_run:
+        the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device)
+        table = describe_plan(the_plan, args.out)
+        print(f"scale {the_plan.scale.name}: {the_plan.scale.description}")
+        print(f"{len(table)} distinct runs ({(table['state'] == 'completed').sum()} cached) into {args.out}:")
+        for _, row in table.iterrows():
+            print(f"  [{row['state']}] {row['run']}  ({row['artifacts']}: {row['label']}, {row['facets']}, "
+                  f"seed {row['seed']}{', HYDRA' if row['driver'] == 'hydra' else ''})")
+            print(f"      {row['config']}")
+        return 0
+    results = reproduce(args.artifacts, args.scale, seeds=args.seeds, device=args.device, out=args.out,
+                        figures=args.figures, progress=not args.quiet)
+    for artifact, result in results.items():
+        print(f"{artifact}: {Path(args.figures) / artifact} ({len(result.paths)} files)")
+        for _, row in result.verdicts.iterrows():
+            print(f"  [{row['verdict']}] {row['claim']}\n      {row['evidence']}")
     return 0
 
 
@@ -262,7 +307,27 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--numbers", nargs="?", const="paper_numbers.csv", default=None, metavar="CSV",
                          help="write every number the paper's tables print as one tidy CSV "
                               "(artifact,row,column,metric,value,std,note) [default file: paper_numbers.csv]")
+    listing.add_argument("--scale", choices=("smoke", "cpu", "paper"), default=None,
+                         help="also show the runs each artifact needs at this scale, cached and to train")
+    listing.add_argument("--cost", action="store_true",
+                         help="also estimate the time of the runs to train on this machine [scale default: cpu]")
+    listing.add_argument("--seeds", type=int, default=None, help="seeds per arm [default: the scale's]")
+    listing.add_argument("--out", default="runs", help="the run store [default: runs]")
     listing.set_defaults(handler=cmd_list)
+
+    reproducing = sub.add_parser("reproduce", help="regenerate tables/figures of the paper: train what is missing, "
+                                                   "render beside the paper's numbers, decide its claims")
+    reproducing.add_argument("artifacts", nargs="+", metavar="ID", help="table1..table8, fig1..fig27, or all")
+    reproducing.add_argument("--scale", choices=("smoke", "cpu", "paper"), default="smoke",
+                             help="smoke: seconds; cpu: a laptop, about an hour per family; paper: the paper's "
+                                  "settings on a GPU [default: smoke]")
+    reproducing.add_argument("--seeds", type=int, default=None, help="seeds per arm [default: the scale's]")
+    reproducing.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [default: auto]")
+    reproducing.add_argument("--out", default="runs", help="the run store [default: runs]")
+    reproducing.add_argument("--figures", default="figures", help="output root: figures/<id>/ [default: figures]")
+    reproducing.add_argument("--dry-run", action="store_true", help="list the runs and their configs, train nothing")
+    reproducing.add_argument("--quiet", action="store_true", help="no progress bars")
+    reproducing.set_defaults(handler=cmd_reproduce)
 
     repair = sub.add_parser("repair", help="rewrite a run's history, side tables and meta.json from its checkpoint")
     repair.add_argument("--run", required=True, help="run folder (as written by train)")

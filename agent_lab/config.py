@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .adversarial.attacks import EVAL_ATTACKS
+from .adversarial.monitor import resolved_robust_eval
 from .adversarial.objectives import OBJECTIVES
 from .data import DATASET_NAMES
 from .diagnostics.in_training import DIAGNOSTICS
@@ -183,6 +184,10 @@ class RunConfig:
     robust_eval_restarts: int = field(default=1, metadata=_doc("restarts of the in-training robust evaluation"))
     robust_eval_subset: int | None = field(default=1000, metadata=_doc(
         "test examples attacked every eval_every epochs (the whole test set at the end; none = always all)"))
+    robust_eval_epochs: tuple[int, ...] = field(default=(), metadata=_doc(
+        "epochs at which robust_acc is measured on the whole test set, instead of every eval_every epochs "
+        "on robust_eval_subset (the paper's accuracy at epoch budgets); the last epoch is always measured",
+        hash="when_set"))
     # diagnostics logged during training
     diagnostics: str = field(default="none", metadata=_doc(
         "history diagnostics: correlation (grad_corr of consecutive full gradients, correcting optimizers), "
@@ -200,6 +205,9 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):
                 object.__setattr__(self, name, tuple(float(v) for v in value))
+        if isinstance(self.robust_eval_epochs, (list, tuple)):
+            object.__setattr__(self, "robust_eval_epochs", tuple(
+                int(v) if isinstance(v, float) and v.is_integer() else v for v in self.robust_eval_epochs))
         # An unset momentum (None), or one that an earlier config filled in from its optimizer, is
         # this optimizer's default; the resolved number is what is stored and hashed.
         if self.momentum is None or isinstance(self.momentum, OptimizerDefault):
@@ -223,7 +231,10 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Stable hash of the fields that change results (not `device`)."""
-        payload = {f.name: v for f, v in zip(fields(self), self.to_dict().values()) if f.metadata.get("hash", True)}
+        # Fields added after runs were stored hash only when set, so older hashes stay valid.
+        payload = {f.name: v for f, v in zip(fields(self), self.to_dict().values())
+                   if f.metadata.get("hash", True) is True
+                   or (f.metadata.get("hash") == "when_set" and getattr(self, f.name) != f.default)}
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -357,6 +368,12 @@ def _validate_adversarial(cfg: RunConfig) -> None:
     _check_number(cfg, "robust_eval_restarts", int, 1)
     if cfg.robust_eval_subset is not None:
         _check_number(cfg, "robust_eval_subset", int, 1)
+    epochs = cfg.robust_eval_epochs
+    if not isinstance(epochs, tuple) or any(isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= cfg.epochs
+                                            for e in epochs) or list(epochs) != sorted(set(epochs)):
+        _fail("robust_eval_epochs", epochs, f"expected increasing whole epochs in 1..{cfg.epochs} (epochs)")
+    if epochs and resolved_robust_eval(cfg) == "none":
+        _fail("robust_eval_epochs", epochs, "needs a robust evaluation: set robust_eval (e.g. pgd50) or adversarial")
     if cfg.trades_beta != 6.0 and cfg.adversarial != "trades":
         _fail("trades_beta", cfg.trades_beta, f"only applies to adversarial 'trades'; adversarial is {cfg.adversarial!r}")
     if cfg.full_grad_objective != "clean" and (cfg.adversarial == "none" or cfg.optimizer not in CORRECTOR_RULES):

@@ -221,11 +221,13 @@ class Trainer:
                     return self._diverged(error)
                 self.state.wall_time += time.perf_counter() - start
                 self.state.epoch += 1
-                if self.state.epoch % config.eval_every == 0 or self.state.epoch == config.epochs:
+                if (self.state.epoch % config.eval_every == 0 or self.state.epoch == config.epochs
+                        or self.state.epoch in config.robust_eval_epochs):
                     start = time.perf_counter()
                     metrics["test_loss"], metrics["test_acc"] = self.evaluate()
-                    if self.robust_monitor is not None:
-                        metrics.update(self.robust_monitor(self.model, final=self.state.epoch == config.epochs))
+                    last = self.state.epoch == config.epochs
+                    if self.robust_monitor is not None and (last or self.robust_monitor.due(self.state.epoch)):
+                        metrics.update(self.robust_monitor(self.model, final=last))
                     self.state.eval_time += time.perf_counter() - start
                 row = self._append_row(metrics, epoch=self.state.epoch)
                 if "test_loss" in metrics:

@@ -12,7 +12,8 @@ def test_every_table_and_figure_of_the_paper_has_a_spec_in_paper_order():
     assert list(ARTIFACTS) == IDS
     for spec in ARTIFACTS.values():
         assert spec.title and spec.where and spec.setting and spec.claims
-        assert all(claim.endswith(".") for claim in spec.claims)  # one sentence each
+        assert all(claim.endswith(".") for claim in spec.claim_texts)  # one sentence each
+        assert all(claim.check is not None for claim in spec.claims)  # every claim is decided by data
 
 
 def test_specs_refuse_bad_ids_and_missing_claims():
@@ -37,7 +38,7 @@ def test_list_shows_all_ids_with_their_claims(capsys):
     out = capsys.readouterr().out
     for spec in ARTIFACTS.values():
         assert f"{spec.id} " in out
-        for claim in spec.claims:
+        for claim in spec.claim_texts:
             assert claim in out
 
 

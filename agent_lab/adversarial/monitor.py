@@ -2,7 +2,8 @@
 
 Every ``eval_every`` epochs the monitor attacks a fixed test subset (``robust_eval_subset``
 examples drawn once with the run seed, so every epoch sees the same examples); at the last epoch
-it attacks the whole test set. The number of examples is logged as ``robust_n``.
+it attacks the whole test set. With ``robust_eval_epochs`` set it attacks the whole test set at
+those epochs only (and the last). The number of examples is logged as ``robust_n``.
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ def resolved_robust_eval(config) -> str:
 
 class RobustMonitor:
     def __init__(self, attack: PGD, test_loader, *, restarts: int = 1, subset: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, epochs: tuple[int, ...] = ()) -> None:
         self.attack, self.restarts, self.seed = attack, restarts, seed
+        self.epochs = tuple(epochs)  # when set: only these epochs (and the last), on the whole test set
         self.full = test_loader
         self.partial = test_loader
         images = getattr(test_loader, "images", None)
@@ -36,8 +38,12 @@ class RobustMonitor:
                                           shuffle=False, augment=False, device=images.device)
         self.last: RobustResult | None = None
 
+    def due(self, epoch: int) -> bool:
+        """Whether this evaluation epoch attacks (always, unless ``epochs`` names the ones that do)."""
+        return not self.epochs or epoch in self.epochs
+
     def __call__(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:
-        loader = self.full if final else self.partial
+        loader = self.full if final or self.epochs else self.partial
         self.last = robust_evaluate(model, loader.epoch(0), self.attack, restarts=self.restarts, seed=self.seed,
                                     total=len(loader))
         return {"robust_acc": self.last.robust_acc, "robust_n": self.last.n}
@@ -52,4 +58,4 @@ def build_robust_monitor(config, test_loader) -> RobustMonitor | None:
     # may be stored sorted by class).
     attack = named_attack(name, config.epsilon, bn_mode="eval")
     return RobustMonitor(attack, test_loader, restarts=config.robust_eval_restarts,
-                         subset=config.robust_eval_subset, seed=config.seed)
+                         subset=config.robust_eval_subset, seed=config.seed, epochs=config.robust_eval_epochs)

@@ -21,5 +21,5 @@ def artifact_table() -> pd.DataFrame:
     """One row per artifact: id, kind, title, where in the paper, claims, and how many numbers it prints."""
     counts = paper_numbers().groupby("artifact").size()
     return pd.DataFrame([{"id": spec.id, "kind": spec.kind, "title": spec.title, "where": spec.where,
-                          "claims": " | ".join(spec.claims), "paper_numbers": int(counts.get(spec.id, 0))}
+                          "claims": " | ".join(spec.claim_texts), "paper_numbers": int(counts.get(spec.id, 0))}
                          for spec in ARTIFACTS.values()])

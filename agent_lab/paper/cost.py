@@ -1,0 +1,124 @@
+"""What reproducing an artifact will cost on this machine, before anything is trained.
+
+The estimate of a run is ``epochs left × passes per epoch × seconds per example pass``:
+
+* **seconds per example pass**: one forward and backward of the run's model (architecture,
+  width, classes, 32×32 inputs; 224×224 for ImageNet) timed here on a batch of 32 (the best of
+  three, after one warm-up), cached per machine in ``~/.cache/agent_lab/pass_times.json``;
+* **passes per epoch** (forward-backward passes per training example, the unit of ``fwd_bwd``):
+  1 for SGD/Adam; 4 for the correcting optimizers (the step, the snapshot gradient of each batch,
+  the refresh's full gradient and the forwards behind ĉ*: what the README's optimizer benchmark
+  measured); 2 for MVR, 5 for AGENT+MVR; adversarial training adds the attack's steps to the
+  training pass (and one KL pass for TRADES); the clean test pass counts as a third of a pass per
+  test example; a PGD-50 × 10 robust evaluation as ~275 passes per test example (50 steps, then 9
+  restarts on the ~half still robust) at each of its epochs;
+* **epochs left**: 0 for a cached run, the rest of an interrupted one.
+
+It is a CPU estimate for this machine (its torch threads). There is no GPU here to measure the
+ratio: a GPU run takes the estimate divided by the GPU's speed-up over this CPU, which ``agent-lab
+train --epochs 1`` on both machines gives.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .plan import Run
+
+CACHE = Path.home() / ".cache" / "agent_lab" / "pass_times.json"
+CORRECTING = {"agent": 4.0, "svrg": 4.0, "fixed-c": 4.0, "no-gamma": 4.0, "reduce-lr": 4.0, "mvr": 2.0,
+              "agent-mvr": 5.0}
+ROBUST_STEPS = {"pgd50": 50, "pgd20": 20, "pgd10": 10}
+TRAIN_SIZES = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "imagenet": 1281167, "cifar10-mini": 4000}
+TEST_SIZES = {"cifar10": 10000, "cifar100": 10000, "svhn": 26032, "imagenet": 50000, "cifar10-mini": 1000}
+CLASSES = {"cifar100": 100, "imagenet": 1000}
+
+
+def passes_per_epoch(config) -> float:
+    """Forward-backward passes per training example in one epoch (see the module docstring)."""
+    passes = CORRECTING.get(config.optimizer, 1.0)
+    if config.adversarial != "none":
+        passes += config.attack_steps + (1 if config.adversarial == "trades" else 0)
+    return passes
+
+
+def _sizes(config) -> tuple[int, int]:
+    train = config.train_subset or TRAIN_SIZES.get(config.dataset, 50000)
+    test = config.test_subset or TEST_SIZES.get(config.dataset, 10000)
+    return train, test
+
+
+def seconds_per_pass(model: str, width: float, classes: int, image: int = 32) -> float:
+    """Seconds of one forward-backward of one example (batch 32, best of 3), cached per machine."""
+    key = f"{platform.node()}|{torch.get_num_threads()}|{model}|{width:g}|{classes}|{image}"
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    if key in cache:
+        return float(cache[key])
+    from ..models import build_model
+
+    net = build_model(model, num_classes=classes, width=width)
+    x = torch.rand(32, 3, image, image)
+    y = torch.randint(0, classes, (32,))
+    best = float("inf")
+    for rep in range(4):
+        start = time.perf_counter()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        if rep:
+            best = min(best, time.perf_counter() - start)
+    cache[key] = best / 32
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    CACHE.write_text(json.dumps(cache, indent=1))
+    return cache[key]
+
+
+def run_seconds(run: Run, epochs_left: int) -> float:
+    config = run.config
+    if epochs_left <= 0:
+        return 0.0
+    classes = CLASSES.get(config.dataset, 10)
+    per_pass = seconds_per_pass(config.model, config.width, classes, 224 if config.dataset == "imagenet" else 32)
+    train, test = _sizes(config)
+    seconds = epochs_left * (train * passes_per_epoch(config) + test / 3) * per_pass
+    robust = config.robust_eval if config.robust_eval not in (None, "none") else None
+    if robust is not None:
+        if config.robust_eval_epochs:
+            evaluations, examples = len(config.robust_eval_epochs), test
+        else:
+            evaluations, examples = epochs_left / config.eval_every, min(test, config.robust_eval_subset or test)
+        steps = ROBUST_STEPS.get(robust, 50)
+        seconds += evaluations * examples * steps * (1 + 0.5 * (config.robust_eval_restarts - 1)) * per_pass
+    if run.arm.driver == "hydra":  # pre-train, prune (a fifth), fine-tune
+        seconds *= 2.2
+    return seconds
+
+
+def plan_cost(the_plan, out: str | Path = "runs") -> pd.DataFrame:
+    """Per distinct run of ``the_plan``: state, epochs left and the estimated seconds on this machine."""
+    from .reproduce import run_state
+    from ..runs import load_run, run_dir_for
+
+    rows: list[dict[str, Any]] = []
+    for key, run in the_plan.distinct.items():
+        state = run_state(run, out)
+        left = run.config.epochs
+        if state in ("completed", "diverged"):
+            left = 0
+        elif state == "interrupted":
+            left = run.config.epochs - len(load_run(run_dir_for(run.config, out), verify="none").history)
+        rows.append({"run": run.config.run_name(), "state": state, "epochs_left": left,
+                     "seconds": run_seconds(run, left)})
+    return pd.DataFrame(rows, columns=["run", "state", "epochs_left", "seconds"])
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

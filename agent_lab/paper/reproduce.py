@@ -1,0 +1,223 @@
+"""``reproduce``: train what an artifact is missing, measure, render beside the paper, trace it.
+
+:func:`plan` lists the runs of one or more artifacts at a scale (each distinct config once, so
+artifacts share runs); :func:`reproduce` trains the missing ones (cached runs are served from the
+store, interrupted ones resume), measures, renders into ``figures/<id>/`` (PNG and PDF; tables
+also CSV and Markdown; file names end in the scale) with the claims' verdicts, and writes
+``figures/<id>/SOURCES.json`` (one entry per scale: run folders, config hashes, library version,
+date, device, seeds), so every figure traces back to its runs.
+
+Several processes may reproduce at once into the same store: a run another process is training
+is skipped at first and waited for at the end.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .._version import __version__
+from ..reporting import save_figure, save_table
+from ..runs import RunLockedError, is_running, load_run, read_json, run_dir_for, write_json
+from .artifacts import ARTIFACTS
+from .claims import Verdict
+from .measure import measured as measure
+from .plan import Run, runs_of
+from .scales import Scale, get_scale
+from .spec import ArtifactSpec
+
+SOURCES_FILE = "SOURCES.json"
+
+
+def check_ids(ids: Iterable[str]) -> list[str]:
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        raise ValueError("artifacts: none given; choose from " + ", ".join(ARTIFACTS) + " (or 'all')")
+    if ids == ["all"]:
+        return list(ARTIFACTS)
+    bad = [i for i in ids if i not in ARTIFACTS]
+    if bad:
+        raise ValueError(f"artifacts: {', '.join(bad)} invalid; valid choices: {', '.join(ARTIFACTS)} (or 'all')")
+    return ids
+
+
+def _check_seeds(seeds: Any) -> int | None:
+    if seeds is None:
+        return None
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds: {seeds!r} is invalid; expected an integer >= 1")
+    return seeds
+
+
+@dataclass
+class Plan:
+    scale: Scale
+    runs: dict[str, list[Run]]  # artifact id -> its runs
+
+    @property
+    def distinct(self) -> dict[tuple, Run]:
+        out: dict[tuple, Run] = {}
+        for runs in self.runs.values():
+            for run in runs:
+                out.setdefault(run.key, run)
+        return out
+
+
+def plan(ids: Iterable[str], scale: str | Scale = "smoke", *, seeds: int | None = None,
+         device: str = "auto") -> Plan:
+    """The runs of each artifact at ``scale`` (``seeds``: the scale's or the artifact's own when None)."""
+    ids = check_ids(ids)
+    scale = scale if isinstance(scale, Scale) else get_scale(scale)
+    seeds = _check_seeds(seeds)
+    runs = {}
+    for artifact in ids:
+        spec = ARTIFACTS[artifact]
+        runs[artifact] = runs_of(spec.arms_at(scale), scale, seeds if seeds is not None else spec.seeds(scale),
+                                 device)
+    return Plan(scale, runs)
+
+
+def run_state(run: Run, out: str | Path) -> str:
+    """``completed``/``diverged`` (cached), ``running``, ``interrupted`` (resumable) or ``missing``."""
+    if run.arm.driver != "train":
+        return "hydra"
+    run_dir = run_dir_for(run.config, out)
+    if not (run_dir / "meta.json").exists():
+        return "missing" if not is_running(run_dir) else "running"
+    try:
+        return load_run(run_dir, verify="none").status
+    except Exception:  # unreadable: train() repairs or reports it
+        return "damaged"
+
+
+def _train(run: Run, out: str | Path, progress: bool, lock_timeout: float | None):
+    from ..train import train
+
+    if run.arm.driver == "hydra":
+        from ..experiments.hydra import run_hydra
+        return run_hydra(run.config, out, sparsity=run.arm.facet["sparsity"], progress=progress)
+    return train(run.config, out=out, progress=progress, lock_timeout=lock_timeout)
+
+
+def train_all(the_plan: Plan, out: str | Path = "runs", *, progress: bool = True) -> dict[tuple, Any]:
+    """Train (or load) every distinct run; returns its result by run key."""
+    distinct = the_plan.distinct
+    results: dict[tuple, Any] = {}
+    deferred = []
+    bar = tqdm(total=len(distinct), desc=f"runs ({the_plan.scale.name})", unit="run", disable=not progress)
+    for key, run in distinct.items():
+        bar.set_postfix_str(run.config.run_name()[:60])
+        try:
+            results[key] = _train(run, out, progress, lock_timeout=0)
+        except RunLockedError:  # another process trains it: come back at the end
+            deferred.append((key, run))
+            continue
+        bar.update(1)
+    for key, run in deferred:
+        bar.set_postfix_str(f"waiting for {run.config.run_name()[:50]}")
+        results[key] = _train(run, out, progress, lock_timeout=None)
+        bar.update(1)
+    bar.close()
+    interrupted = [r.run_dir for r in results.values() if r.status == "interrupted"]
+    if interrupted:
+        raise KeyboardInterrupt(f"{len(interrupted)} run(s) were interrupted (e.g. {interrupted[0]}); "
+                                "reproduce again to resume them")
+    return results
+
+
+@dataclass
+class ArtifactResult:
+    spec: ArtifactSpec
+    scale: str
+    verdicts: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    paths: list[Path] = field(default_factory=list)
+
+
+def verdicts_of(spec: ArtifactSpec, data) -> pd.DataFrame:
+    rows = []
+    for claim in spec.claims:
+        verdict: Verdict = claim.decide(data)
+        rows.append({"artifact": spec.id, "claim": claim.text, "verdict": verdict.verdict,
+                     "evidence": verdict.evidence})
+    return pd.DataFrame(rows, columns=["artifact", "claim", "verdict", "evidence"])
+
+
+def render_artifact(spec: ArtifactSpec, runs: Sequence[Run], results: dict[tuple, Any], scale: Scale,
+                    figures: str | Path = "figures") -> ArtifactResult:
+    """Measure ``spec``'s finished runs, render them into ``figures/<id>/`` and decide its claims."""
+    import matplotlib.pyplot as plt
+
+    from .render import RENDERERS
+
+    pairs = [(run, results[run.key]) for run in runs]
+    data = measure(pairs, facet_names=spec.facets, budgets=spec.budgets, paper_epochs=spec.paper_epochs,
+                   scale=scale, extras=spec.measures, sweep_what=spec.sweep_what)
+    rendered = RENDERERS[spec.renderer](spec, data, scale.name)
+    verdicts = verdicts_of(spec, data)
+    folder = Path(figures) / spec.id
+    paths: list[Path] = []
+    smoke = "smoke" if scale.name == "smoke" else None
+    for name, fig in rendered.figures.items():
+        paths += save_figure(fig, folder / f"{name}_{scale.name}", smoke)
+        plt.close(fig)
+    for name, table in {**rendered.tables, "verdicts": verdicts}.items():
+        paths += save_table(table, folder / f"{name}_{scale.name}", smoke)
+    if not data.curves.empty:
+        curves = data.curves[[c for c in data.curves.columns if c not in ("c_var_opt",)]]
+        paths += save_table(curves, folder / f"histories_{scale.name}", smoke)
+    sources = {
+        "artifact": spec.id, "title": spec.title, "scale": scale.name, "scale_description": scale.description,
+        "scale_note": spec.note(scale.name), "library_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
+        "devices": sorted({str(r.meta.get("device", "")) for _, r in pairs if hasattr(r, "meta")} - {""}),
+        "seeds": sorted({run.seed for run in runs}),
+        "runs": [{"label": run.arm.label, "facets": {k: v for k, v in run.arm.facets}, "seed": run.seed,
+                  "driver": run.arm.driver, "config_hash": run.config.config_hash(),
+                  "run_dir": str(Path(result.run_dir)), "status": result.status} for run, result in pairs],
+        "files": sorted(p.name for p in paths),
+        "verdicts": verdicts.drop(columns=["artifact"]).to_dict(orient="records"),
+    }
+    path = folder / SOURCES_FILE
+    existing = read_json(path) if path.exists() else {}
+    existing[scale.name] = sources
+    write_json(path, existing)
+    return ArtifactResult(spec, scale.name, verdicts, rendered.tables, paths + [path])
+
+
+def reproduce(ids: Iterable[str], scale: str = "smoke", *, seeds: int | None = None, device: str = "auto",
+              out: str | Path = "runs", figures: str | Path = "figures",
+              progress: bool = True) -> dict[str, ArtifactResult]:
+    """Train what is missing, then measure and render every artifact of ``ids`` at ``scale``."""
+    the_plan = plan(ids, scale, seeds=seeds, device=device)
+    results = train_all(the_plan, out, progress=progress)
+    return {artifact: render_artifact(ARTIFACTS[artifact], runs, results, the_plan.scale, figures)
+            for artifact, runs in the_plan.runs.items()}
+
+
+def _config_text(config) -> str:
+    from ..config import RunConfig
+    default = RunConfig().to_dict()
+    changed = {k: v for k, v in config.to_dict().items() if default.get(k) != v and k != "device"}
+    return json.dumps(changed, ensure_ascii=False)
+
+
+def describe_plan(the_plan: Plan, out: str | Path = "runs") -> pd.DataFrame:
+    """One row per distinct run: the artifacts using it, label, seed, state, run name and config."""
+    users: dict[tuple, list[str]] = {}
+    for artifact, runs in the_plan.runs.items():
+        for run in runs:
+            users.setdefault(run.key, []).append(artifact)
+    rows = []
+    for key, run in the_plan.distinct.items():
+        rows.append({"artifacts": ",".join(dict.fromkeys(users[key])), "label": run.arm.label,
+                     "facets": ", ".join(f"{k}={v}" for k, v in run.arm.facets), "seed": run.seed,
+                     "driver": run.arm.driver, "state": run_state(run, out), "run": run.config.run_name(),
+                     "config": _config_text(run.config)})
+    return pd.DataFrame(rows, columns=["artifacts", "label", "facets", "seed", "driver", "state", "run", "config"])
