@@ -14,7 +14,7 @@ authors' initial ĉ (0 for A-BSR-Net with a clean un-augmented full pass, 0.1 fo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import RunConfig

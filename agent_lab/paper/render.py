@@ -28,7 +28,6 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .claims import Measured, accuracy_levels, epochs_to_reach  # noqa: E402
