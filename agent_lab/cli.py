@@ -152,7 +152,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .paper.reproduce import describe_plan, plan, reproduce
+    from .paper.reproduce import describe_plan, plan, rerender, reproduce
 
     if args.dry_run:
         the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device)
@@ -164,8 +164,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                   f"seed {row['seed']}{', HYDRA' if row['driver'] == 'hydra' else ''})")
             print(f"      {row['config']}")
         return 0
-    results = reproduce(args.artifacts, args.scale, seeds=args.seeds, device=args.device, out=args.out,
-                        figures=args.figures, progress=not args.quiet)
+    if args.rerender:
+        results = rerender(args.artifacts, args.scale, figures=args.figures)
+    else:
+        results = reproduce(args.artifacts, args.scale, seeds=args.seeds, device=args.device, out=args.out,
+                            figures=args.figures, progress=not args.quiet)
     for artifact, result in results.items():
         print(f"{artifact}: {Path(args.figures) / artifact} ({len(result.paths)} files)")
         for _, row in result.verdicts.iterrows():
@@ -326,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproducing.add_argument("--out", default="runs", help="the run store [default: runs]")
     reproducing.add_argument("--figures", default="figures", help="output root: figures/<id>/ [default: figures]")
     reproducing.add_argument("--dry-run", action="store_true", help="list the runs and their configs, train nothing")
+    reproducing.add_argument("--rerender", action="store_true",
+                             help="redraw from the histories and measurements saved in figures/<id>/ "
+                                  "(no run store needed, nothing trained)")
     reproducing.add_argument("--quiet", action="store_true", help="no progress bars")
     reproducing.set_defaults(handler=cmd_reproduce)
 

@@ -184,3 +184,42 @@ def test_every_artifact_reproduces_at_the_smoke_scale(artifact, tmp_path_factory
     result = reproduce([artifact], "smoke", out=store / "runs", figures=store / "figures", progress=False)[artifact]
     assert (store / "figures" / artifact / "SOURCES.json").is_file()
     assert len(result.verdicts) == len(ARTIFACTS[artifact].claims)
+
+
+def test_rerender_redraws_from_the_saved_histories_without_the_run_store(tmp_path, capsys):
+    _fig7(tmp_path, seeds=2)
+    folder = tmp_path / "figures" / "fig7"
+    first = pd.read_csv(folder / "verdicts_smoke.csv")
+    (folder / "fig7_smoke.png").unlink()
+    store = tmp_path / "runs"
+    store.rename(tmp_path / "moved")  # the run store is gone
+    assert main(["reproduce", "fig7", "--scale", "smoke", "--rerender", "--figures", str(tmp_path / "figures")]) == 0
+    assert (folder / "fig7_smoke.png").is_file()
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "verdicts_smoke.csv"), first)
+    sources = json.loads((folder / "SOURCES.json").read_text())["smoke"]
+    assert "rerendered" in sources and len(sources["runs"]) == 8  # the runs it was drawn from are kept
+    assert main(["reproduce", "fig3", "--scale", "smoke", "--rerender", "--figures", str(tmp_path / "figures")]) == 2
+    assert "no smoke-scale entry" in capsys.readouterr().err
+
+
+def test_a_killed_reproduce_resumes_and_finishes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "agent_lab.cli", "reproduce", "fig7", "--scale", "smoke", "--quiet",
+               "--out", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "runs").glob("*/checkpoint.pt")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "figures" / "fig7" / "SOURCES.json").exists()  # killed before it rendered
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    sources = json.loads((tmp_path / "figures" / "fig7" / "SOURCES.json").read_text())["smoke"]
+    assert [entry["status"] for entry in sources["runs"]] == ["completed"] * 4

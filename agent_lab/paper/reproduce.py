@@ -152,13 +152,24 @@ def verdicts_of(spec: ArtifactSpec, data) -> pd.DataFrame:
 def render_artifact(spec: ArtifactSpec, runs: Sequence[Run], results: dict[tuple, Any], scale: Scale,
                     figures: str | Path = "figures") -> ArtifactResult:
     """Measure ``spec``'s finished runs, render them into ``figures/<id>/`` and decide its claims."""
+    pairs = [(run, results[run.key]) for run in runs]
+    data = measure(pairs, facet_names=spec.facets, budgets=spec.budgets, paper_epochs=spec.paper_epochs,
+                   scale=scale, extras=spec.measures, sweep_what=spec.sweep_what)
+    entries = [{"label": run.arm.label, "facets": {k: v for k, v in run.arm.facets}, "seed": run.seed,
+                "driver": run.arm.driver, "config_hash": run.config.config_hash(),
+                "run_dir": str(Path(result.run_dir)), "status": result.status} for run, result in pairs]
+    devices = sorted({str(r.meta.get("device", "")) for _, r in pairs if hasattr(r, "meta")} - {""})
+    return _publish(spec, data, scale, figures, {"runs": entries, "devices": devices,
+                                                  "seeds": sorted({run.seed for run in runs})})
+
+
+def _publish(spec: ArtifactSpec, data, scale: Scale, figures: str | Path, provenance: dict[str, Any],
+             rerendered: bool = False) -> ArtifactResult:
+    """Render ``data``, decide the claims, save everything and record it in SOURCES.json."""
     import matplotlib.pyplot as plt
 
     from .render import RENDERERS
 
-    pairs = [(run, results[run.key]) for run in runs]
-    data = measure(pairs, facet_names=spec.facets, budgets=spec.budgets, paper_epochs=spec.paper_epochs,
-                   scale=scale, extras=spec.measures, sweep_what=spec.sweep_what)
     rendered = RENDERERS[spec.renderer](spec, data, scale.name)
     verdicts = verdicts_of(spec, data)
     folder = Path(figures) / spec.id
@@ -169,26 +180,55 @@ def render_artifact(spec: ArtifactSpec, runs: Sequence[Run], results: dict[tuple
         plt.close(fig)
     for name, table in {**rendered.tables, "verdicts": verdicts}.items():
         paths += save_table(table, folder / f"{name}_{scale.name}", smoke)
-    if not data.curves.empty:
-        curves = data.curves[[c for c in data.curves.columns if c not in ("c_var_opt",)]]
-        paths += save_table(curves, folder / f"histories_{scale.name}", smoke)
-    sources = {
-        "artifact": spec.id, "title": spec.title, "scale": scale.name, "scale_description": scale.description,
-        "scale_note": spec.note(scale.name), "library_version": __version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
-        "devices": sorted({str(r.meta.get("device", "")) for _, r in pairs if hasattr(r, "meta")} - {""}),
-        "seeds": sorted({run.seed for run in runs}),
-        "runs": [{"label": run.arm.label, "facets": {k: v for k, v in run.arm.facets}, "seed": run.seed,
-                  "driver": run.arm.driver, "config_hash": run.config.config_hash(),
-                  "run_dir": str(Path(result.run_dir)), "status": result.status} for run, result in pairs],
-        "files": sorted(p.name for p in paths),
-        "verdicts": verdicts.drop(columns=["artifact"]).to_dict(orient="records"),
-    }
+    if not data.curves.empty and not rerendered:
+        paths += save_table(data.curves, folder / f"histories_{scale.name}", smoke)
+    if data.extra and not rerendered:
+        path = folder / f"measurements_{scale.name}.json"
+        extra = {name: value.to_dict(orient="records") if isinstance(value, pd.DataFrame) else value
+                 for name, value in data.extra.items()}
+        path.write_text(json.dumps(extra, indent=1, default=float))
+        paths.append(path)
     path = folder / SOURCES_FILE
     existing = read_json(path) if path.exists() else {}
-    existing[scale.name] = sources
+    entry = dict(existing.get(scale.name, {})) if rerendered else {}
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    entry.update({
+        "artifact": spec.id, "title": spec.title, "scale": scale.name, "scale_description": scale.description,
+        "scale_note": spec.note(scale.name), "library_version": __version__, "host": platform.node(),
+        **({"rerendered": now} if rerendered else {"date": now, **provenance}),
+        "files": sorted({p.name for p in paths} | (set(entry.get("files", ())) if rerendered else set())),
+        "verdicts": verdicts.drop(columns=["artifact"]).to_dict(orient="records"),
+    })
+    existing[scale.name] = entry
     write_json(path, existing)
     return ArtifactResult(spec, scale.name, verdicts, rendered.tables, paths + [path])
+
+
+def rerender(ids: Iterable[str], scale: str = "cpu", *, figures: str | Path = "figures") -> dict[str, ArtifactResult]:
+    """Redraw artifacts from what ``reproduce`` saved beside them (``histories_<scale>.csv``,
+    ``measurements_<scale>.json``, ``SOURCES.json``): no run store, nothing trained."""
+    from .claims import Measured
+    from .measure import points_of
+
+    the_scale = get_scale(scale)
+    out = {}
+    for artifact in check_ids(ids):
+        spec = ARTIFACTS[artifact]
+        folder = Path(figures) / artifact
+        sources = folder / SOURCES_FILE
+        if not sources.exists() or scale not in read_json(sources):
+            raise FileNotFoundError(f"{sources}: no {scale}-scale entry; run agent-lab reproduce {artifact} "
+                                    f"--scale {scale} first")
+        histories = folder / f"histories_{scale}.csv"
+        curves = pd.read_csv(histories).drop(columns=["scale"], errors="ignore") if histories.exists() else \
+            pd.DataFrame(columns=["label", *spec.facets, "seed", "epoch", "test_acc", "run", "status"])
+        measurements = folder / f"measurements_{scale}.json"
+        extra = json.loads(measurements.read_text()) if measurements.exists() else {}
+        extra = {name: pd.DataFrame(value) if isinstance(value, list) else value for name, value in extra.items()}
+        data = Measured(curves, points_of(curves, spec.budgets, spec.paper_epochs, the_scale, spec.facets),
+                        tuple(spec.facets), extra)
+        out[artifact] = _publish(spec, data, the_scale, figures, {}, rerendered=True)
+    return out
 
 
 def reproduce(ids: Iterable[str], scale: str = "smoke", *, seeds: int | None = None, device: str = "auto",
