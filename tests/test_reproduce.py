@@ -13,6 +13,7 @@ from agent_lab.paper import cost as cost_module
 from agent_lab.paper.plan import bsr, rigl
 from agent_lab.paper.reproduce import describe_plan, plan, reproduce, run_state
 from agent_lab.paper.scales import SCALES, get_scale
+from agent_lab.paper.summary import results_markdown
 from agent_lab.runs import load_run
 
 IDS = list(ARTIFACTS)
@@ -137,6 +138,10 @@ def test_two_seeds_give_verdicts(tmp_path):
     result = _fig7(tmp_path, seeds=2)["fig7"]
     assert result.verdicts["verdict"].iloc[0] in ("held", "not held")
     assert "over" in result.verdicts["evidence"].iloc[0]
+    markdown = results_markdown("smoke", tmp_path / "figures")
+    assert markdown.startswith("**fig7** — BSR-Net vs A-BSR-Net") and "8 runs, seeds 0, 1" in markdown
+    assert f"- *{result.verdicts['verdict'].iloc[0]}*: A-BSR-Net reaches" in markdown
+    assert results_markdown("cpu", tmp_path / "figures") == ""
 
 
 def test_budget_tables_sit_beside_the_paper_numbers(tmp_path):
