@@ -228,3 +228,25 @@ def test_a_killed_reproduce_resumes_and_finishes(tmp_path):
     assert finished.returncode == 0, finished.stderr[-2000:]
     sources = json.loads((tmp_path / "figures" / "fig7" / "SOURCES.json").read_text())["smoke"]
     assert [entry["status"] for entry in sources["runs"]] == ["completed"] * 4
+
+
+def test_cost_uses_the_pass_times_measured_by_runs_in_the_store(tmp_path, monkeypatch):
+    the_plan = plan(["fig7"], "smoke")
+    first = next(iter(the_plan.distinct.values()))
+    partial = train(first.config, out=tmp_path, progress=False, stop_after_epoch=1)
+    row = partial.history.iloc[-1]
+    measured = cost_module.measured_pass_seconds(tmp_path)
+    key = (first.config.model, first.config.width, first.config.dataset, first.config.batch_size)
+    assert measured == {key: pytest.approx(row["wall_time"] / row["fwd_bwd"])}
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("the store's measurement should have been used")
+
+    monkeypatch.setattr(cost_module, "seconds_per_pass", no_timing)
+    frame = cost_module.plan_cost(the_plan, tmp_path).set_index("run")
+    assert frame.loc[first.config.run_name(), "state"] == "interrupted"
+    assert frame.loc[first.config.run_name(), "epochs_left"] == 1
+    per_pass = measured[key]
+    sgd = [run for run in the_plan.distinct.values() if run.config.optimizer == "sgd"][-1]
+    train_n, test_n = sgd.config.train_subset, sgd.config.test_subset
+    assert frame.loc[sgd.config.run_name(), "seconds"] == pytest.approx(2 * (train_n + test_n / 3) * per_pass)

@@ -2,9 +2,12 @@
 
 The estimate of a run is ``epochs left × passes per epoch × seconds per example pass``:
 
-* **seconds per example pass**: one forward and backward of the run's model (architecture,
-  width, classes, 32×32 inputs; 224×224 for ImageNet) timed here on a batch of 32 (the best of
-  three, after one warm-up), cached per machine in ``~/.cache/agent_lab/pass_times.json``;
+* **seconds per example pass**: measured by the runs of the same model, width, data set and batch
+  size already in the store (``wall_time / fwd_bwd``: training time over the honest pass count,
+  the median over runs); without such a run, one forward and backward of the run's model (32×32
+  inputs; 224×224 for ImageNet) timed here on a batch of the run's size (at most 128; the best of
+  three after one warm-up), cached per machine in ``~/.cache/agent_lab/pass_times.json``. The
+  timing runs on an idle CPU only if the machine is idle: it over-estimates on a loaded one;
 * **passes per epoch** (forward-backward passes per training example, the unit of ``fwd_bwd``):
   1 for SGD/Adam; 4 for the correcting optimizers (the step, the snapshot gradient of each batch,
   the refresh's full gradient and the forwards behind ĉ*: what the README's optimizer benchmark
@@ -54,35 +57,59 @@ def _sizes(config) -> tuple[int, int]:
     return train, test
 
 
-def seconds_per_pass(model: str, width: float, classes: int, image: int = 32) -> float:
-    """Seconds of one forward-backward of one example (batch 32, best of 3), cached per machine."""
-    key = f"{platform.node()}|{torch.get_num_threads()}|{model}|{width:g}|{classes}|{image}"
+def seconds_per_pass(model: str, width: float, classes: int, image: int = 32, batch: int = 128) -> float:
+    """Seconds of one example's forward-backward (a batch of ``batch``, best of 3), cached per machine."""
+    batch = min(batch, 128)
+    key = f"{platform.node()}|{torch.get_num_threads()}|{model}|{width:g}|{classes}|{image}|{batch}"
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     if key in cache:
         return float(cache[key])
     from ..models import build_model
 
     net = build_model(model, num_classes=classes, width=width)
-    x = torch.rand(32, 3, image, image)
-    y = torch.randint(0, classes, (32,))
+    x = torch.rand(batch, 3, image, image)
+    y = torch.randint(0, classes, (batch,))
     best = float("inf")
     for rep in range(4):
         start = time.perf_counter()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         if rep:
             best = min(best, time.perf_counter() - start)
-    cache[key] = best / 32
+    cache[key] = best / batch
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     CACHE.write_text(json.dumps(cache, indent=1))
     return cache[key]
 
 
-def run_seconds(run: Run, epochs_left: int) -> float:
+def measured_pass_seconds(out: str | Path) -> dict[tuple, float]:
+    """Seconds per example pass measured by the runs already in the store: ``wall_time / fwd_bwd`` of
+    their last row (training time over the honest pass count), median per (model, width, data set, batch)."""
+    from ..runs import load_run
+
+    samples: dict[tuple, list[float]] = {}
+    for meta in Path(out).glob("*/meta.json"):
+        try:
+            run = load_run(meta.parent, verify="none")
+        except Exception:  # a folder this reader cannot use teaches nothing about speed
+            continue
+        history = run.history.dropna(subset=["wall_time", "fwd_bwd"]) if len(run.history) else run.history
+        if not len(history) or history["fwd_bwd"].iloc[-1] <= 0:
+            continue
+        config = run.config
+        key = (config.model, float(config.width), config.dataset, config.batch_size)
+        samples.setdefault(key, []).append(float(history["wall_time"].iloc[-1] / history["fwd_bwd"].iloc[-1]))
+    return {key: float(pd.Series(values).median()) for key, values in samples.items()}
+
+
+def run_seconds(run: Run, epochs_left: int, measured: dict[tuple, float] | None = None) -> float:
     config = run.config
     if epochs_left <= 0:
         return 0.0
     classes = CLASSES.get(config.dataset, 10)
-    per_pass = seconds_per_pass(config.model, config.width, classes, 224 if config.dataset == "imagenet" else 32)
+    per_pass = (measured or {}).get((config.model, float(config.width), config.dataset, config.batch_size))
+    if per_pass is None:
+        per_pass = seconds_per_pass(config.model, config.width, classes, 224 if config.dataset == "imagenet" else 32,
+                                    config.batch_size)
     train, test = _sizes(config)
     seconds = epochs_left * (train * passes_per_epoch(config) + test / 3) * per_pass
     robust = config.robust_eval if config.robust_eval not in (None, "none") else None
@@ -103,6 +130,7 @@ def plan_cost(the_plan, out: str | Path = "runs") -> pd.DataFrame:
     from .reproduce import run_state
     from ..runs import load_run, run_dir_for
 
+    measured = measured_pass_seconds(out)
     rows: list[dict[str, Any]] = []
     for key, run in the_plan.distinct.items():
         state = run_state(run, out)
@@ -112,7 +140,7 @@ def plan_cost(the_plan, out: str | Path = "runs") -> pd.DataFrame:
         elif state == "interrupted":
             left = run.config.epochs - len(load_run(run_dir_for(run.config, out), verify="none").history)
         rows.append({"run": run.config.run_name(), "state": state, "epochs_left": left,
-                     "seconds": run_seconds(run, left)})
+                     "seconds": run_seconds(run, left, measured)})
     return pd.DataFrame(rows, columns=["run", "state", "epochs_left", "seconds"])
 
 
