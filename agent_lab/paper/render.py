@@ -142,19 +142,28 @@ def layout_table(tidy: pd.DataFrame, facets: tuple[str, ...], scale: str) -> pd.
     return pd.DataFrame(rows)
 
 
-def _budget_figure(spec, measured: Measured, final: bool) -> Any:
+def _budget_figure(spec, measured: Measured, tidy: pd.DataFrame, scale: str) -> Any:
     points = measured.points
     if points.empty:
         return _no_data_figure(spec, "nothing measured at this scale")
     groups = _groups(points, measured.facets)
+    paper_groups = dict(_groups(tidy, measured.facets))
     fig, axes = _grid(len(groups))
     for ax, (title, group) in zip(axes, groups):
+        colors = {}
         for (label, metric), rows in group.groupby(["label", "metric"], sort=False):
             stats = rows.groupby("budget")["value"].agg(["mean", "std"]).reset_index()
             style = "-o" if metric == "clean_acc" else "--s"
             line, = ax.plot(stats["budget"], stats["mean"], style, label=f"{label} ({metric.split('_')[0]})", ms=4)
+            colors[(label, metric)] = line.get_color()
             ax.fill_between(stats["budget"], stats["mean"] - stats["std"].fillna(0),
                             stats["mean"] + stats["std"].fillna(0), color=line.get_color(), alpha=0.2)
+        paper = paper_groups.get(title)
+        if paper is not None and paper["paper"].notna().any():
+            for (label, metric), rows in paper.dropna(subset=["paper"]).groupby(["arm", "metric"], sort=False):
+                ax.plot(rows["budget"], rows["paper"], "x", color=colors.get((label, metric), "grey"), ms=6,
+                        alpha=0.8)
+            ax.plot([], [], "x", color="grey", label=_paper_label(scale))
         ax.set(title=title, xlabel="epoch budget (paper's epochs)", ylabel="accuracy (%)")
         ax.legend(fontsize=7)
     fig.suptitle(spec.title, fontsize=10)
@@ -165,7 +174,7 @@ def _budget_figure(spec, measured: Measured, final: bool) -> Any:
 def budget_table(spec, measured: Measured, scale: str, final: bool = False) -> Rendered:
     tidy = ours_beside_paper(spec, measured, scale, final=final)
     return Rendered({spec.id: layout_table(tidy, measured.facets, scale), "ours_beside_paper": tidy},
-                    {spec.id: _budget_figure(spec, measured, final)})
+                    {spec.id: _budget_figure(spec, measured, tidy, scale)})
 
 
 def final_table(spec, measured: Measured, scale: str) -> Rendered:
