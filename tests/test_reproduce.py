@@ -1,8 +1,4 @@
-"""agent-lab reproduce: plans per scale, shared runs, rendering beside the paper, SOURCES.json, resume."""
-import json
-from pathlib import Path
-
-import pandas as pd
+"""agent-lab reproduce: plans per scale, shared runs, scale rules, dry runs, cost (tests_reproduce_smoke.py trains)."""
 import pytest
 
 from agent_lab import RunConfig, train
@@ -11,10 +7,8 @@ from agent_lab.config import ConfigError
 from agent_lab.paper import ARTIFACTS
 from agent_lab.paper import cost as cost_module
 from agent_lab.paper.plan import bsr, rigl
-from agent_lab.paper.reproduce import describe_plan, plan, reproduce, run_state
+from agent_lab.paper.reproduce import plan
 from agent_lab.paper.scales import SCALES, get_scale
-from agent_lab.paper.summary import results_markdown
-from agent_lab.runs import load_run
 
 IDS = list(ARTIFACTS)
 
@@ -94,67 +88,6 @@ def test_robust_accuracy_is_measured_on_the_whole_test_set_at_the_named_epochs_o
     assert history["robust_n"].tolist()[1:] == [64, 64]  # the whole test set, not the subset of 16
 
 
-def _fig7(tmp_path, **kwargs):
-    return reproduce(["fig7"], "smoke", out=tmp_path / "runs", figures=tmp_path / "figures", progress=False, **kwargs)
-
-
-def _meta_times(runs: Path) -> dict[str, int]:
-    return {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/meta.json")}
-
-
-def test_reproduce_smoke_renders_traces_and_a_second_call_trains_nothing(tmp_path):
-    result = _fig7(tmp_path)["fig7"]
-    folder = tmp_path / "figures" / "fig7"
-    for name in ("fig7_smoke.png", "fig7_smoke.pdf", "curves_smoke.csv", "curves_smoke.md", "verdicts_smoke.csv",
-                 "histories_smoke.csv", "SOURCES.json"):
-        assert (folder / name).is_file(), name
-    sources = json.loads((folder / "SOURCES.json").read_text())["smoke"]
-    assert sources["scale"] == "smoke" and sources["library_version"] and sources["seeds"] == [0]
-    assert len(sources["runs"]) == 4  # BSR-Net and A-BSR-Net at 90 and 99 %
-    for entry in sources["runs"]:
-        run = load_run(entry["run_dir"])
-        assert run.config.config_hash() == entry["config_hash"] and run.status == entry["status"] == "completed"
-    assert result.verdicts["verdict"].tolist() == ["not testable"]  # one seed: no standard error
-    histories = pd.read_csv(folder / "histories_smoke.csv")
-    assert set(histories["label"]) == {"BSR-Net", "A-BSR-Net"} and histories["test_acc"].between(0, 100).all()
-    before = _meta_times(tmp_path / "runs")
-    _fig7(tmp_path)
-    assert _meta_times(tmp_path / "runs") == before  # served from the store, nothing trained
-
-
-def test_reproduce_resumes_an_interrupted_run(tmp_path):
-    the_plan = plan(["fig7"], "smoke")
-    first = next(iter(the_plan.distinct.values()))
-    partial = train(first.config, out=tmp_path / "runs", progress=False, stop_after_epoch=1)
-    assert partial.status == "interrupted" and run_state(first, tmp_path / "runs") == "interrupted"
-    assert describe_plan(the_plan, tmp_path / "runs")["state"].tolist().count("interrupted") == 1
-    _fig7(tmp_path)
-    finished = load_run(partial.run_dir)
-    assert finished.status == "completed" and len(finished.history) == 2
-    pd.testing.assert_series_equal(finished.history.iloc[0], partial.history.iloc[0])
-
-
-def test_two_seeds_give_verdicts(tmp_path):
-    result = _fig7(tmp_path, seeds=2)["fig7"]
-    assert result.verdicts["verdict"].iloc[0] in ("held", "not held")
-    assert "over" in result.verdicts["evidence"].iloc[0]
-    markdown = results_markdown("smoke", tmp_path / "figures")
-    assert markdown.startswith("**fig7** — BSR-Net vs A-BSR-Net") and "8 runs, seeds 0, 1" in markdown
-    assert f"- *{result.verdicts['verdict'].iloc[0]}*: A-BSR-Net reaches" in markdown
-    assert results_markdown("cpu", tmp_path / "figures") == ""
-
-
-def test_budget_tables_sit_beside_the_paper_numbers(tmp_path):
-    result = reproduce(["table8"], "smoke", out=tmp_path / "runs", figures=tmp_path / "figures",
-                       progress=False)["table8"]
-    tidy = result.tables["ours_beside_paper"]
-    vgg = tidy[(tidy["arm"] == "AGENT") & (tidy["model"] == "VGG-C")].set_index("budget")
-    assert vgg.loc[20, "paper"] == 76.1 and vgg.loc[240, "paper"] == 88.6  # Table 8's printed values
-    assert (vgg["difference"] == vgg["ours"] - vgg["paper"]).all()
-    layout = (tmp_path / "figures" / "table8" / "table8_smoke.md").read_text()
-    assert "paper (reference only)" in layout and "smoke scale" in layout
-
-
 def test_dry_run_lists_the_papers_exact_runs_without_training(tmp_path, capsys):
     assert main(["reproduce", "table5", "--scale", "paper", "--dry-run", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -180,54 +113,6 @@ def test_bad_artifacts_and_seeds_are_refused_in_one_line(tmp_path, capsys):
     assert main(["reproduce", "fig99", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("agent-lab: error: artifacts: fig99 invalid") and "\n" not in err
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("artifact", IDS)
-def test_every_artifact_reproduces_at_the_smoke_scale(artifact, tmp_path_factory):
-    store = tmp_path_factory.getbasetemp() / "smoke_store"  # shared runs are shared across the ids
-    result = reproduce([artifact], "smoke", out=store / "runs", figures=store / "figures", progress=False)[artifact]
-    assert (store / "figures" / artifact / "SOURCES.json").is_file()
-    assert len(result.verdicts) == len(ARTIFACTS[artifact].claims)
-
-
-def test_rerender_redraws_from_the_saved_histories_without_the_run_store(tmp_path, capsys):
-    _fig7(tmp_path, seeds=2)
-    folder = tmp_path / "figures" / "fig7"
-    first = pd.read_csv(folder / "verdicts_smoke.csv")
-    (folder / "fig7_smoke.png").unlink()
-    store = tmp_path / "runs"
-    store.rename(tmp_path / "moved")  # the run store is gone
-    assert main(["reproduce", "fig7", "--scale", "smoke", "--rerender", "--figures", str(tmp_path / "figures")]) == 0
-    assert (folder / "fig7_smoke.png").is_file()
-    pd.testing.assert_frame_equal(pd.read_csv(folder / "verdicts_smoke.csv"), first)
-    sources = json.loads((folder / "SOURCES.json").read_text())["smoke"]
-    assert "rerendered" in sources and len(sources["runs"]) == 8  # the runs it was drawn from are kept
-    assert main(["reproduce", "fig3", "--scale", "smoke", "--rerender", "--figures", str(tmp_path / "figures")]) == 2
-    assert "no smoke-scale entry" in capsys.readouterr().err
-
-
-def test_a_killed_reproduce_resumes_and_finishes(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    command = [sys.executable, "-m", "agent_lab.cli", "reproduce", "fig7", "--scale", "smoke", "--quiet",
-               "--out", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "runs").glob("*/checkpoint.pt")):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (tmp_path / "figures" / "fig7" / "SOURCES.json").exists()  # killed before it rendered
-    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    sources = json.loads((tmp_path / "figures" / "fig7" / "SOURCES.json").read_text())["smoke"]
-    assert [entry["status"] for entry in sources["runs"]] == ["completed"] * 4
 
 
 def test_cost_uses_the_pass_times_measured_by_runs_in_the_store(tmp_path, monkeypatch):
