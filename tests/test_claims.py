@@ -164,3 +164,29 @@ def test_variance_below_sgd_and_all_of():
 def test_verdict_refuses_unknown_values():
     with pytest.raises(ValueError, match="valid choices: held, not held, not testable"):
         Verdict("maybe", "")
+
+
+def test_a_diverged_run_counts_at_chance_from_its_divergence_and_is_drawn_as_diverged(tmp_path):
+    from types import SimpleNamespace
+
+    from agent_lab.config import RunConfig
+    from agent_lab.paper.measure import curves_of, points_of
+    from agent_lab.paper.plan import Arm, Run, facets
+    from agent_lab.paper.render import curves as draw_curves
+    from agent_lab.paper.scales import Scale
+
+    arm = Arm("g", RunConfig(epochs=4), facets(dataset="cifar10"))
+    healthy = SimpleNamespace(history=pd.DataFrame({"epoch": [1, 2, 3, 4], "test_acc": [0.3, 0.5, 0.6, 0.7]}),
+                              run_dir=tmp_path / "ok", status="completed")
+    diverged = SimpleNamespace(history=pd.DataFrame({"epoch": [1, 2, 3], "test_acc": [0.3, 0.4, math.nan]}),
+                               run_dir=tmp_path / "bad", status="diverged")
+    curves = curves_of([(Run(arm, 0, arm.config), healthy), (Run(arm, 1, arm.config), diverged)], ("dataset",))
+    bad = curves[curves["run"] == "bad"].set_index("epoch")["test_acc"]
+    assert bad.to_dict() == {1: 30.0, 2: 40.0, 3: 10.0, 4: 10.0}  # percent; chance (10 classes) from epoch 3
+    points = points_of(curves, (20, 40), 40, Scale("four", 1, "4 epochs", epochs=4), ("dataset",))
+    assert points[points["run"] == "bad"]["value"].tolist() == [40.0, 10.0]
+    measured = Measured(curves, points, ("dataset",))
+    assert collapses("g")(measured).evidence.startswith("1/2 runs of g diverged")
+    fig = draw_curves(SimpleNamespace(id="figX", title="t"), measured, "smoke").figures["figX"]
+    markers = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
+    assert len(markers) == 1 and list(markers[0].get_xdata()) == [3]

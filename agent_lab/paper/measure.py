@@ -22,6 +22,7 @@ from .plan import Run
 from .scales import Scale
 
 CACHE_FILE = "paper_measurements.json"
+CLASSES = {"cifar100": 100, "imagenet": 1000}  # chance accuracy of a diverged run: 100 / classes
 PERCENT_COLUMNS = ("train_acc", "test_acc", "robust_acc")
 # Diagnostics settings per scale: (variance batches, replicates).
 DIAGNOSTIC_SETTINGS = {"smoke": (3, 2), "cpu": (20, 3), "paper": (20, 3)}
@@ -62,18 +63,20 @@ def curves_of(results: Sequence[tuple[Run, Any]], facet_names: Sequence[str]) ->
 
 
 def _chance_after_divergence(curves: pd.DataFrame) -> pd.DataFrame:
-    """A diverged run counts at chance accuracy from its divergence to the scale's last epoch."""
+    """A diverged run counts at chance accuracy from its divergence to the scale's last epoch
+    (those rows have ``at_chance`` True)."""
     last = int(curves["epoch"].max())
     extra = []
     for run, group in curves[curves["status"] == "diverged"].groupby("run", sort=False):
         tail = group.sort_values("epoch").iloc[-1]
-        chance = 100.0 / max(2, int(tail.get("classes", 10) if "classes" in group else 10))
+        chance = 100.0 / CLASSES.get(tail.get("dataset"), 10) if "dataset" in group else 10.0
         for epoch in range(int(tail["epoch"]), last + 1):
             row = tail.copy()
-            row["epoch"], row["test_acc"] = epoch, chance
+            row["epoch"], row["test_acc"], row["at_chance"] = epoch, chance, True
             if "robust_acc" in row:
                 row["robust_acc"] = math.nan if epoch != last else chance
             extra.append(row)
+    curves = curves.assign(at_chance=False)
     if not extra:
         return curves
     kept = curves[~((curves["status"] == "diverged") & curves["test_acc"].isna())]

@@ -210,7 +210,8 @@ def curves(spec, measured: Measured, scale: str) -> Rendered:
                 robust = rows.dropna(subset=["robust_acc"]).groupby("epoch")["robust_acc"].mean()
                 ax.plot(robust.index, robust.values, "s", color=line.get_color(), ms=4, mfc="none",
                         label=f"{label} (robust)")
-            for _, run_rows in rows[rows["status"] == "diverged"].groupby("run"):
+            at_chance = rows["at_chance"].astype(bool) if "at_chance" in rows.columns else rows["status"] == "diverged"
+            for _, run_rows in rows[at_chance].groupby("run"):
                 first_chance = run_rows.sort_values("epoch").iloc[0]
                 ax.plot(first_chance["epoch"], first_chance["test_acc"], "x", color=line.get_color(), ms=9, mew=2)
         ax.set(title=title, xlabel="epoch", ylabel="test accuracy (%)")
