@@ -10,7 +10,6 @@ import dataclasses
 import sys
 import types
 import typing
-from pathlib import Path
 from typing import Sequence
 
 from .config import CHOICES, ConfigError, RunConfig
@@ -152,7 +151,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .paper.reproduce import describe_plan, plan, rerender, reproduce
+    from .paper.reproduce import artifact_folder, describe_plan, plan, rerender, reproduce
 
     if args.dry_run:
         the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device)
@@ -170,7 +169,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         results = reproduce(args.artifacts, args.scale, seeds=args.seeds, device=args.device, out=args.out,
                             figures=args.figures, progress=not args.quiet)
     for artifact, result in results.items():
-        print(f"{artifact}: {Path(args.figures) / artifact} ({len(result.paths)} files)")
+        print(f"{artifact}: {artifact_folder(args.figures, artifact, args.scale)} ({len(result.paths)} files)")
         for _, row in result.verdicts.iterrows():
             print(f"  [{row['verdict']}] {row['claim']}\n      {row['evidence']}")
     return 0

@@ -36,7 +36,7 @@ def _meta_times(runs: Path) -> dict[str, int]:
 
 def test_reproduce_renders_traces_and_a_second_call_trains_nothing(fig7_two_seeds):
     root, result = fig7_two_seeds
-    folder = root / "figures" / "fig7"
+    folder = root / "figures" / "smoke" / "fig7"
     for name in ("fig7_smoke.png", "fig7_smoke.pdf", "curves_smoke.csv", "curves_smoke.md", "verdicts_smoke.csv",
                  "histories_smoke.csv", "SOURCES.json"):
         assert (folder / name).is_file(), name
@@ -72,7 +72,7 @@ def test_rerender_redraws_from_the_saved_histories_without_the_run_store(fig7_tw
     _fig7(root, seeds=2)
     figures = tmp_path / "figures"
     shutil.copytree(root / "figures", figures)  # no run store next to this copy
-    folder = figures / "fig7"
+    folder = figures / "smoke" / "fig7"
     first = pd.read_csv(folder / "verdicts_smoke.csv")
     (folder / "fig7_smoke.png").unlink()
     assert main(["reproduce", "fig7", "--scale", "smoke", "--rerender", "--figures", str(figures)]) == 0
@@ -106,10 +106,10 @@ def test_a_killed_reproduce_resumes_and_finishes(tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (tmp_path / "figures" / "fig7" / "SOURCES.json").exists()  # killed before it rendered
+    assert not (tmp_path / "figures" / "smoke" / "fig7" / "SOURCES.json").exists()  # killed before it rendered
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    sources = json.loads((tmp_path / "figures" / "fig7" / "SOURCES.json").read_text())["smoke"]
+    sources = json.loads((tmp_path / "figures" / "smoke" / "fig7" / "SOURCES.json").read_text())["smoke"]
     assert [entry["status"] for entry in sources["runs"]] == ["completed"] * 4
 
 
@@ -120,7 +120,7 @@ def test_budget_tables_sit_beside_the_paper_numbers(tmp_path):
     assert tidy.loc[("AGENT+MVR", 20), "paper"] == 71.6 and tidy.loc[("MVR", 200), "paper"] == 74.4  # Table 4
     assert (tidy["difference"] == tidy["ours"] - tidy["paper"]).all()
     assert tidy.loc[("MVR", 20), "epoch"] == 1 and tidy.loc[("MVR", 200), "epoch"] == 2  # of 250 -> of 2
-    layout = (tmp_path / "figures" / "table4" / "table4_smoke.md").read_text()
+    layout = (tmp_path / "figures" / "smoke" / "table4" / "table4_smoke.md").read_text()
     assert "paper (reference only)" in layout and "smoke scale" in layout
 
 
@@ -129,5 +129,5 @@ def test_budget_tables_sit_beside_the_paper_numbers(tmp_path):
 def test_every_artifact_reproduces_at_the_smoke_scale(artifact, tmp_path_factory):
     store = tmp_path_factory.getbasetemp() / "smoke_store"  # runs are shared across the ids
     result = reproduce([artifact], "smoke", out=store / "runs", figures=store / "figures", progress=False)[artifact]
-    assert (store / "figures" / artifact / "SOURCES.json").is_file()
+    assert (store / "figures" / "smoke" / artifact / "SOURCES.json").is_file()
     assert len(result.verdicts) == len(ARTIFACTS[artifact].claims)

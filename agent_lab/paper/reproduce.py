@@ -35,6 +35,12 @@ from .spec import ArtifactSpec
 SOURCES_FILE = "SOURCES.json"
 
 
+def artifact_folder(figures: str | Path, artifact: str, scale: str) -> Path:
+    """``figures/<id>/``; at the smoke scale ``figures/smoke/<id>/`` (not versioned: smoke numbers are
+    not results, and they must not mix with the committed ones)."""
+    return Path(figures) / ("smoke" if scale == "smoke" else "") / artifact
+
+
 def check_ids(ids: Iterable[str]) -> list[str]:
     ids = list(dict.fromkeys(ids))
     if not ids:
@@ -172,7 +178,7 @@ def _publish(spec: ArtifactSpec, data, scale: Scale, figures: str | Path, proven
 
     rendered = RENDERERS[spec.renderer](spec, data, scale.name)
     verdicts = verdicts_of(spec, data)
-    folder = Path(figures) / spec.id
+    folder = artifact_folder(figures, spec.id, scale.name)
     paths: list[Path] = []
     smoke = "smoke" if scale.name == "smoke" else None
     for name, fig in rendered.figures.items():
@@ -214,7 +220,7 @@ def rerender(ids: Iterable[str], scale: str = "cpu", *, figures: str | Path = "f
     out = {}
     for artifact in check_ids(ids):
         spec = ARTIFACTS[artifact]
-        folder = Path(figures) / artifact
+        folder = artifact_folder(figures, artifact, scale)
         sources = folder / SOURCES_FILE
         if not sources.exists() or scale not in read_json(sources):
             raise FileNotFoundError(f"{sources}: no {scale}-scale entry; run agent-lab reproduce {artifact} "

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from ..runs import read_json
 from .artifacts import ARTIFACTS
-from .reproduce import SOURCES_FILE
+from .reproduce import SOURCES_FILE, artifact_folder
 
 
 def results_markdown(scale: str = "cpu", figures: str | Path = "figures") -> str:
     lines = []
     for artifact, spec in ARTIFACTS.items():
-        path = Path(figures) / artifact / SOURCES_FILE
+        path = artifact_folder(figures, artifact, scale) / SOURCES_FILE
         if not path.exists():
             continue
         entry = read_json(path).get(scale)
@@ -28,7 +28,8 @@ def results_markdown(scale: str = "cpu", figures: str | Path = "figures") -> str
             continue
         seeds = entry.get("seeds") or sorted({r["seed"] for r in runs})
         figure = next((f for f in entry.get("files", ()) if f.endswith(".png")), None)
-        where = f"[`figures/{artifact}/{figure}`](figures/{artifact}/{figure})" if figure else f"`figures/{artifact}/`"
+        folder = artifact_folder("figures", artifact, scale).as_posix()
+        where = f"[`{folder}/{figure}`]({folder}/{figure})" if figure else f"`{folder}/`"
         lines.append(f"**{artifact}** — {spec.title}. {len({r['run_dir'] for r in runs})} runs, seeds "
                      f"{', '.join(map(str, seeds))}; {where}."
                      + (f" {entry['scale_note']}" if entry.get("scale_note") else ""))
