@@ -157,7 +157,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device)
         table = describe_plan(the_plan, args.out)
         print(f"scale {the_plan.scale.name}: {the_plan.scale.description}")
-        print(f"{len(table)} distinct runs ({(table['state'] == 'completed').sum()} cached) into {args.out}:")
+        print(f"{len(table)} distinct runs ({(table['state'] == 'completed').sum()} cached) into {args.out}; "
+              "each config as the fields that differ from RunConfig's defaults (agent-lab train --help):")
         for _, row in table.iterrows():
             print(f"  [{row['state']}] {row['run']}  ({row['artifacts']}: {row['label']}, {row['facets']}, "
                   f"seed {row['seed']}{', HYDRA' if row['driver'] == 'hydra' else ''})")
