@@ -59,9 +59,12 @@ def test_scale_rules_epochs_budgets_update_interval_and_attacks():
     assert (at_smoke.robust_eval, at_smoke.robust_eval_restarts) == ("pgd20", 2)
     assert paper.apply(adversarial, "cpu") == adversarial.replace(device="cpu")
     rigl90 = rigl("sgd", sparsity=0.9)
-    assert rigl90.update_every is None  # the pipeline default (100) is kept as the paper's
-    explicit = cpu.apply(rigl90.replace(update_every=100), "cpu")
-    assert explicit.update_every == round(100 * 79 / 391)  # as often per epoch as the paper's
+    assert rigl90.update_every is None  # the pipeline default (100 steps) at the paper's scale
+    assert cpu.apply(rigl90, "cpu").update_every == round(100 * 79 / 391) == 20  # as often per epoch
+    assert cpu.apply(rigl90.replace(update_every=391), "cpu").update_every == 79
+    assert cpu.apply(rigl90.replace(pipeline="set-itop"), "cpu").update_every == round(1500 * 79 / 391)
+    assert smoke.apply(rigl90, "cpu").update_every == 1  # 4 steps per epoch at the smoke scale
+    assert cpu.apply(bsr(sparsity=0.9), "cpu").update_every is None  # BSR rewires every step
     with pytest.raises(ValueError, match="valid choices: smoke, cpu, paper"):
         get_scale("laptop")
 

@@ -8,8 +8,10 @@ by the rules below (also stated in the README).
   keep their shape. An epoch budget ``e`` of a ``E``-epoch paper run maps to
   ``max(1, round(e × E_scale / E))`` (:meth:`Scale.budget`): 20, 40, 70, 90, 140, 200 of 200 become
   2, 4, 7, 9, 14, 20 at the cpu scale's 20 epochs.
-* **mask-update interval** ``update_every``: scaled by the ratio of steps per epoch, so that a run
-  updates its mask as often per epoch as the paper's (never below 1 step).
+* **mask-update interval** ``update_every`` (the config's, else the pipeline's default: RigL/SET 100,
+  SET-ITOP 1500, RigL-ITOP 4000 steps): scaled by the ratio of steps per epoch, so that a run
+  updates its mask as often per epoch as the paper's (never below 1 step): 20 / 303 / 808 steps at
+  the cpu scale's 79 steps per epoch.
 * **data**: the cpu scale trains on a class-balanced 10,000-image subset of the real CIFAR-10 (the
   archive ``$CIFAR10_ARCHIVE`` or ``../shared/data/cifar10-jpeg.tar.gz``, else a torchvision download)
   and tests on 2,000 of its test images; it stands in for every data set of the paper (SVHN,
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import RunConfig
+from ..sparse.pipelines import DEFAULTS, resolved_settings
 
 PAPER_STEPS_PER_EPOCH = {"cifar10": 391, "cifar100": 391, "svhn": 573, "imagenet": 20019}
 ARCHIVE_ENV = "CIFAR10_ARCHIVE"
@@ -93,10 +96,12 @@ class Scale:
             if config.robust_eval_epochs:
                 changes["robust_eval_epochs"] = tuple(sorted({self.budget(e, config.epochs)
                                                               for e in config.robust_eval_epochs}))
-        if config.update_every is not None and config.update_every > 1 and self.train_subset is not None:
+        interval = (resolved_settings(config).update_every if config.pipeline in DEFAULTS
+                    else config.update_every) or 0
+        if interval > 1 and self.train_subset is not None:
             paper_steps = PAPER_STEPS_PER_EPOCH.get(config.dataset, 391)
             steps = math.ceil(self.train_subset / changes.get("batch_size", config.batch_size))
-            changes["update_every"] = max(1, round(config.update_every * steps / paper_steps))
+            changes["update_every"] = max(1, round(interval * steps / paper_steps))
         if config.adversarial != "none" and self.attack_steps is not None:
             changes["attack_steps"] = self.attack_steps
         if config.robust_eval is not None and config.robust_eval != "none":
