@@ -190,3 +190,20 @@ def test_a_diverged_run_counts_at_chance_from_its_divergence_and_is_drawn_as_div
     fig = draw_curves(SimpleNamespace(id="figX", title="t"), measured, "smoke").figures["figX"]
     markers = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
     assert len(markers) == 1 and list(markers[0].get_xdata()) == [3]
+
+
+def test_the_variance_curve_is_the_exact_quadratic_over_every_mark():
+    from types import SimpleNamespace
+
+    from agent_lab.paper.render import variance_curve
+
+    var_sgd, cov, var_old = 10.0, 4.0, 8.0  # c* = 0.5
+    at = lambda c: var_sgd - 2 * c * cov + c * c * var_old  # noqa: E731
+    curve = {"c_hat": -0.5, "gamma": 0.1, "c_applied": -0.05, "c_star": 0.5, "var_sgd": var_sgd, "cov": cov,
+             "var_old": var_old, "var_at_c": at(-0.05), "var_at_c_hat": at(-0.5), "var_at_c_star": at(0.5)}
+    rendered = variance_curve(SimpleNamespace(id="fig2", title="t"), _measured(extra={"variance_curve": curve}), "cpu")
+    line = rendered.figures["fig2"].axes[0].lines[0]
+    xs, ys = line.get_xdata(), line.get_ydata()
+    assert min(xs) < -0.5 and max(xs) > 1.0
+    assert np.allclose(ys, [at(c) for c in xs])
+    assert rendered.tables["fig2"]["c_star"].iloc[0] == 0.5

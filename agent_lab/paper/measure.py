@@ -148,7 +148,8 @@ def measure_variance_curve(results: Sequence[tuple[Run, Any]], scale: Scale) -> 
             c_hat, gamma = float(info["c_hat"]), float(info["gamma"])
             grid = [float(c) for c in curve.frame["c"]]
             return {"run": Path(result.run_dir).name, "c_hat": c_hat, "gamma": gamma, "c_applied": gamma * c_hat,
-                    "c_star": float(curve.c_star), "var_sgd": float(curve.var_sgd),
+                    "c_star": float(curve.c_star), "var_sgd": float(curve.var_sgd), "cov": float(curve.cov),
+                    "var_old": float(curve.var_old),
                     "var_at_c": float(curve.at(gamma * c_hat)), "var_at_c_hat": float(curve.at(c_hat)),
                     "var_at_c_star": float(curve.at(curve.c_star)), "c_grid": grid,
                     "variance": [float(curve.at(c)) for c in grid]}

@@ -308,9 +308,16 @@ def variance_curve(spec, measured: Measured, scale: str) -> Rendered:
     if curve is None:
         return Rendered({}, {spec.id: _no_data_figure(spec, "no finished AGENT run to measure")})
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(curve["c_grid"], curve["variance"], color="k", label="Var[g − c·g_old + c·g̃]")
     marks = [("c = 0 (SGD)", 0.0, curve["var_sgd"]), ("c*", curve["c_star"], curve["var_at_c_star"]),
              ("ĉ", curve["c_hat"], curve["var_at_c_hat"]), ("γĉ", curve["c_applied"], curve["var_at_c"])]
+    if "var_old" in curve:  # the exact quadratic, over a range that holds every mark
+        cs = [c for _, c, _ in marks if c is not None and not pd.isna(c)] + [1.0]
+        lo, hi = min(cs), max(cs)
+        grid = [lo - 0.1 * (hi - lo) + i * 1.2 * (hi - lo) / 200 for i in range(201)]
+        values = [curve["var_sgd"] - 2 * c * curve["cov"] + c * c * curve["var_old"] for c in grid]
+    else:
+        grid, values = curve["c_grid"], curve["variance"]
+    ax.plot(grid, values, color="k", label="Var[g − c·g_old + c·g̃]")
     for name, c, value in marks:
         if c is not None and not pd.isna(c):
             ax.plot([c], [value], "o", label=f"{name} = {c:.3g}")
