@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..reporting import save_figure, save_table
+from ..reporting import label_table, save_figure, save_table
 from ..runs import RunLockedError, is_running, load_run, read_json, run_dir_for, write_json
 from .artifacts import ARTIFACTS
 from .claims import Verdict
@@ -186,8 +186,10 @@ def _publish(spec: ArtifactSpec, data, scale: Scale, figures: str | Path, proven
         plt.close(fig)
     for name, table in {**rendered.tables, "verdicts": verdicts}.items():
         paths += save_table(table, folder / f"{name}_{scale.name}", smoke)
-    if not data.curves.empty and not rerendered:
-        paths += save_table(data.curves, folder / f"histories_{scale.name}", smoke)
+    if not data.curves.empty and not rerendered:  # what --rerender redraws from (CSV only: it is data)
+        path = folder / f"histories_{scale.name}.csv"
+        label_table(data.curves, smoke).to_csv(path, index=False)
+        paths.append(path)
     if data.extra and not rerendered:
         path = folder / f"measurements_{scale.name}.json"
         extra = {name: value.to_dict(orient="records") if isinstance(value, pd.DataFrame) else value
