@@ -203,7 +203,7 @@ def curves(spec, measured: Measured, scale: str) -> Rendered:
     for ax, (title, group) in zip(axes, groups):
         for label, rows in group.groupby("label", sort=False):
             stats = rows.groupby("epoch")["test_acc"].agg(["mean", "std"]).reset_index()
-            line, = ax.plot(stats["epoch"], stats["mean"], label=label)
+            line, = ax.plot(stats["epoch"], stats["mean"], marker="o", ms=2.5, label=label)
             ax.fill_between(stats["epoch"], stats["mean"] - stats["std"].fillna(0),
                             stats["mean"] + stats["std"].fillna(0), color=line.get_color(), alpha=0.2)
             if "robust_acc" in rows.columns and rows["robust_acc"].notna().any():
@@ -339,7 +339,7 @@ def c_hat_vs_correlation(spec, measured: Measured, scale: str) -> Rendered:
         stats = group.groupby("epoch")[["c_hat_star", "grad_corr"]].agg(["mean", "std"])
         for column, name in (("c_hat_star", "ĉ* (loss-based)"), ("grad_corr", "gradient correlation")):
             mean, std = stats[(column, "mean")], stats[(column, "std")].fillna(0)
-            line, = ax.plot(stats.index, mean, label=name)
+            line, = ax.plot(stats.index, mean, marker="o", ms=3, label=name)
             ax.fill_between(stats.index, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         ax.set(title=title, xlabel="epoch", ylabel="value")
         ax.legend(fontsize=7)
