@@ -240,7 +240,11 @@ def _reach_table(measured: Measured, x: str) -> pd.DataFrame:
 
 def _reach_figure(spec, measured: Measured, xs: tuple[tuple[str, str, float], ...]) -> Any:
     groups = _groups(measured.curves, measured.facets)
-    fig, axes = _grid(len(groups) * len(xs))
+    if len(xs) == 1:
+        fig, axes = _grid(len(groups))
+    else:  # one row per measure (hours, passes), one column per setting
+        fig, grid = plt.subplots(len(xs), len(groups), figsize=(4.2 * len(groups), 3.2 * len(xs)), squeeze=False)
+        axes = list(grid.ravel())
     k = 0
     for column, unit, factor in xs:
         for title, group in groups:
