@@ -16,7 +16,7 @@ by the rules below (also stated in the README).
   archive ``$CIFAR10_ARCHIVE`` or ``../shared/data/cifar10-jpeg.tar.gz``, else a torchvision download)
   and tests on 2,000 of its test images; it stands in for every data set of the paper (SVHN,
   CIFAR-100, ImageNet), which the artifacts label. ``smoke`` uses the embedded ``cifar10-mini``.
-* **width**: 0.125 at cpu (a VGG-16 of ~0.23 M weights), 0.0625 at smoke.
+* **width**: 0.125 at cpu (a VGG-16 of 0.24 M maskable weights, 1/64 of width 1), 0.0625 at smoke.
 * **attacks**: smoke trains with 2-step PGD and evaluates with PGD-20 × 2 restarts; cpu and paper
   keep PGD-10 training and PGD-50 × 10 restarts evaluation.
 """
