@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from .measure import CLASSES
 from .plan import Run
 
 CACHE = Path.home() / ".cache" / "agent_lab" / "pass_times.json"
@@ -40,7 +41,6 @@ CORRECTING = {"agent": 4.0, "svrg": 4.0, "fixed-c": 4.0, "no-gamma": 4.0, "reduc
 ROBUST_STEPS = {"pgd50": 50, "pgd20": 20, "pgd10": 10}
 TRAIN_SIZES = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "imagenet": 1281167, "cifar10-mini": 4000}
 TEST_SIZES = {"cifar10": 10000, "cifar100": 10000, "svhn": 26032, "imagenet": 50000, "cifar10-mini": 1000}
-CLASSES = {"cifar100": 100, "imagenet": 1000}
 
 
 def passes_per_epoch(config) -> float:

@@ -22,7 +22,7 @@ from .plan import Run
 from .scales import Scale
 
 CACHE_FILE = "paper_measurements.json"
-CLASSES = {"cifar100": 100, "imagenet": 1000}  # chance accuracy of a diverged run: 100 / classes
+CLASSES = {"cifar100": 100, "imagenet": 1000}  # classes of the data sets that do not have 10
 PERCENT_COLUMNS = ("train_acc", "test_acc", "robust_acc")
 # Diagnostics settings per scale: (variance batches, replicates).
 DIAGNOSTIC_SETTINGS = {"smoke": (3, 2), "cpu": (20, 3), "paper": (20, 3)}
