@@ -60,9 +60,15 @@ def test_scale_rules_epochs_budgets_update_interval_and_attacks():
     assert paper.apply(adversarial, "cpu") == adversarial.replace(device="cpu")
     rigl90 = rigl("sgd", sparsity=0.9)
     assert rigl90.update_every is None  # the pipeline default (100 steps) at the paper's scale
-    assert cpu.apply(rigl90, "cpu").update_every == round(100 * 79 / 391) == 20  # as often per epoch
-    assert cpu.apply(rigl90.replace(update_every=391), "cpu").update_every == 79
-    assert cpu.apply(rigl90.replace(pipeline="set-itop"), "cpu").update_every == round(1500 * 79 / 391)
+    # as many updates over training as the paper's, at least a quarter epoch (20 of 79 steps) apart
+    assert rigl90.epochs == 250
+    assert cpu.apply(rigl90, "cpu").update_every == 20  # 100 * 1580 / 97750 = 1.6 is below the floor
+    assert cpu.apply(rigl90.replace(update_every=19550), "cpu").update_every == 316  # 5 updates either way
+    set_itop = cpu.apply(rigl90.replace(pipeline="set-itop"), "cpu")
+    rigl_itop = cpu.apply(rigl90.replace(pipeline="rigl-itop"), "cpu")
+    assert (set_itop.update_every, rigl_itop.update_every) == (24, 65)
+    for paper_interval, scaled in ((1500, set_itop), (4000, rigl_itop)):  # the paper's update count
+        assert 250 * 391 // paper_interval == 20 * 79 // scaled.update_every
     assert smoke.apply(rigl90, "cpu").update_every == 1  # 4 steps per epoch at the smoke scale
     assert cpu.apply(bsr(sparsity=0.9), "cpu").update_every is None  # BSR rewires every step
     with pytest.raises(ValueError, match="valid choices: smoke, cpu, paper"):

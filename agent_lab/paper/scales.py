@@ -9,9 +9,13 @@ by the rules below (also stated in the README).
   ``max(1, round(e × E_scale / E))`` (:meth:`Scale.budget`): 20, 40, 70, 90, 140, 200 of 200 become
   2, 4, 7, 9, 14, 20 at the cpu scale's 20 epochs.
 * **mask-update interval** ``update_every`` (the config's, else the pipeline's default: RigL/SET 100,
-  SET-ITOP 1500, RigL-ITOP 4000 steps): scaled by the ratio of steps per epoch, so that a run
-  updates its mask as often per epoch as the paper's (never below 1 step): 20 / 303 / 808 steps at
-  the cpu scale's 79 steps per epoch.
+  SET-ITOP 1500, RigL-ITOP 4000 steps): a fraction of training like the schedule and the budgets,
+  so a run makes as many mask updates as the paper's (interval × total steps / the paper's total
+  steps), but never less than a quarter epoch apart, so that grown weights train before the next
+  prune decision (:meth:`Scale.update_interval`). At the cpu scale's 79 × 20 steps: RigL/SET 20
+  (the quarter-epoch floor; the paper's 100 steps is a quarter of its epoch too), SET-ITOP 24 and
+  RigL-ITOP 65, i.e. 65 and 24 updates as in the paper. (Scaling by steps per epoch instead would
+  keep updates per epoch but leave RigL-ITOP one update in 20 epochs: no in-time exploration.)
 * **data**: the cpu scale trains on a class-balanced 10,000-image subset of the real CIFAR-10 (the
   archive ``$CIFAR10_ARCHIVE`` or ``../shared/data/cifar10-jpeg.tar.gz``, else a torchvision download)
   and tests on 2,000 of its test images; it stands in for every data set of the paper (SVHN,
@@ -82,6 +86,14 @@ class Scale:
             return {"dataset": "cifar10", "data_root": None if archive is None else str(archive)}
         return {"dataset": self.dataset, "data_root": None}
 
+    def update_interval(self, interval: int, config: RunConfig, batch_size: int) -> int:
+        """The paper's mask-update ``interval`` (steps) of ``config`` at this scale: the same number
+        of updates over training, at least a quarter epoch apart (module docstring)."""
+        steps = math.ceil(self.train_subset / batch_size)
+        paper_total = PAPER_STEPS_PER_EPOCH.get(config.dataset, 391) * config.epochs
+        same_count = round(interval * steps * (self.epochs or config.epochs) / paper_total)
+        return max(1, same_count, round(steps / 4))
+
     def apply(self, config: RunConfig, device: str = "auto") -> RunConfig:
         """``config`` (written at the paper's settings) at this scale, on ``device``."""
         changes: dict = {"device": device}
@@ -99,9 +111,8 @@ class Scale:
         interval = (resolved_settings(config).update_every if config.pipeline in DEFAULTS
                     else config.update_every) or 0
         if interval > 1 and self.train_subset is not None:
-            paper_steps = PAPER_STEPS_PER_EPOCH.get(config.dataset, 391)
-            steps = math.ceil(self.train_subset / changes.get("batch_size", config.batch_size))
-            changes["update_every"] = max(1, round(interval * steps / paper_steps))
+            changes["update_every"] = self.update_interval(interval, config, changes.get("batch_size",
+                                                                                         config.batch_size))
         if config.adversarial != "none" and self.attack_steps is not None:
             changes["attack_steps"] = self.attack_steps
         if config.robust_eval is not None and config.robust_eval != "none":
