@@ -144,3 +144,25 @@ def test_cost_uses_the_pass_times_measured_by_runs_in_the_store(tmp_path, monkey
     sgd = [run for run in the_plan.distinct.values() if run.config.optimizer == "sgd"][-1]
     train_n, test_n = sgd.config.train_subset, sgd.config.test_subset
     assert frame.loc[sgd.config.run_name(), "seconds"] == pytest.approx(2 * (train_n + test_n / 3) * per_pass)
+
+
+def test_cost_scales_another_models_measurement_by_the_timed_ratio(tmp_path, monkeypatch):
+    """A model with no run in the store borrows a stored model's measured pass time, scaled by the
+    ratio of the two timed in one sitting; the absolute timing is the last resort."""
+    monkeypatch.setattr(cost_module, "CACHE", tmp_path / "pass_times.json")
+    vgg = plan(["fig7"], "smoke").distinct
+    sgd = next(run for run in vgg.values() if run.config.optimizer == "sgd")
+    other = sgd.config.replace(model="vgg-c")
+    stored = {(sgd.config.model, sgd.config.width, sgd.config.dataset, sgd.config.batch_size): 2e-3}
+    timed = []
+
+    def fake_timing(model, width, classes, image, batch):
+        timed.append(model)
+        return {"vgg16": 1e-4, "vgg-c": 3e-4}[model]
+
+    monkeypatch.setattr(cost_module, "_timed_pass", fake_timing)
+    assert cost_module._pass_seconds(other, stored) == pytest.approx(2e-3 * 3)
+    assert timed == ["vgg-c", "vgg16"]
+    assert cost_module._pass_seconds(other, stored) == pytest.approx(6e-3) and len(timed) == 2  # cached
+    assert cost_module._pass_seconds(other.replace(batch_size=32), stored) == 3e-4  # no comparable run
+    assert cost_module._pass_seconds(sgd.config, stored) == 2e-3 and len(timed) == 3

@@ -4,10 +4,13 @@ The estimate of a run is ``epochs left × passes per epoch × seconds per exampl
 
 * **seconds per example pass**: measured by the runs of the same model, width, data set and batch
   size already in the store (``wall_time / fwd_bwd``: training time over the honest pass count,
-  the median over runs); without such a run, one forward and backward of the run's model (32×32
-  inputs; 224×224 for ImageNet) timed here on a batch of the run's size (at most 128; the best of
-  three after one warm-up), cached per machine in ``~/.cache/agent_lab/pass_times.json``. The
-  timing runs on an idle CPU only if the machine is idle: it over-estimates on a loaded one;
+  the median over runs). Without such a run, a stored run of another model (same input size and
+  batch size) is scaled by how much slower the new model's forward-backward is than its own, both
+  timed here in one sitting, so the load of the moment cancels out. With no run at all, one forward
+  and backward of the run's model (32×32 inputs; 224×224 for ImageNet) is timed here on a batch of
+  the run's size (at most 128; the best of three after one warm-up). Timings are cached per machine
+  in ``~/.cache/agent_lab/pass_times.json``; an absolute timing is right only on an idle machine
+  and over-estimates on a loaded one;
 * **passes per epoch** (forward-backward passes per training example, the unit of ``fwd_bwd``):
   1 for SGD/Adam; 4 for the correcting optimizers (the step, the snapshot gradient of each batch,
   the refresh's full gradient and the forwards behind ĉ*: what the README's optimizer benchmark
@@ -57,13 +60,8 @@ def _sizes(config) -> tuple[int, int]:
     return train, test
 
 
-def seconds_per_pass(model: str, width: float, classes: int, image: int = 32, batch: int = 128) -> float:
-    """Seconds of one example's forward-backward (a batch of ``batch``, best of 3), cached per machine."""
-    batch = min(batch, 128)
-    key = f"{platform.node()}|{torch.get_num_threads()}|{model}|{width:g}|{classes}|{image}|{batch}"
-    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
-    if key in cache:
-        return float(cache[key])
+def _timed_pass(model: str, width: float, classes: int, image: int, batch: int) -> float:
+    """Seconds of one example's forward-backward: a batch of ``batch``, best of 3 after a warm-up."""
     from ..models import build_model
 
     net = build_model(model, num_classes=classes, width=width)
@@ -75,10 +73,36 @@ def seconds_per_pass(model: str, width: float, classes: int, image: int = 32, ba
         torch.nn.functional.cross_entropy(net(x), y).backward()
         if rep:
             best = min(best, time.perf_counter() - start)
-    cache[key] = best / batch
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    CACHE.write_text(json.dumps(cache, indent=1))
-    return cache[key]
+    return best / batch
+
+
+def _cached(key: str, compute) -> float:
+    key = f"{platform.node()}|{torch.get_num_threads()}|{key}"
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    if key not in cache:
+        cache[key] = compute()
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        CACHE.write_text(json.dumps(cache, indent=1))
+    return float(cache[key])
+
+
+def seconds_per_pass(model: str, width: float, classes: int, image: int = 32, batch: int = 128) -> float:
+    """Seconds of one example's forward-backward (a batch of ``batch``, best of 3), cached per machine."""
+    batch = min(batch, 128)
+    return _cached(f"{model}|{width:g}|{classes}|{image}|{batch}",
+                   lambda: _timed_pass(model, width, classes, image, batch))
+
+
+def pass_ratio(model: tuple[str, float, int], reference: tuple[str, float, int], image: int = 32,
+               batch: int = 128) -> float:
+    """How many times slower a forward-backward of ``model`` is than of ``reference`` (each ``(name,
+    width, classes)``), both timed in one sitting so that the machine's load cancels; cached."""
+    batch = min(batch, 128)
+
+    def ratio() -> float:
+        return _timed_pass(*model, image, batch) / _timed_pass(*reference, image, batch)
+
+    return _cached("ratio|{}|{:g}|{}|{}|{:g}|{}|{}|{}".format(*model, *reference, image, batch), ratio)
 
 
 def measured_pass_seconds(out: str | Path) -> dict[tuple, float]:
@@ -101,15 +125,32 @@ def measured_pass_seconds(out: str | Path) -> dict[tuple, float]:
     return {key: float(pd.Series(values).median()) for key, values in samples.items()}
 
 
+def _image_size(dataset: str) -> int:
+    return 224 if dataset == "imagenet" else 32
+
+
+def _pass_seconds(config, measured: dict[tuple, float]) -> float:
+    """Seconds per example pass of ``config``: measured in the store, else a stored measurement of
+    another model scaled by the timed ratio of the two, else timed here (module docstring)."""
+    key = (config.model, float(config.width), config.dataset, config.batch_size)
+    if key in measured:
+        return measured[key]
+    image, classes = _image_size(config.dataset), CLASSES.get(config.dataset, 10)
+    references = sorted((ref for ref in measured if ref[3] == config.batch_size and _image_size(ref[2]) == image),
+                        key=lambda ref: (ref[0] != config.model, ref[2] != config.dataset, ref))
+    if references:
+        ref = references[0]
+        ratio = pass_ratio((config.model, config.width, classes), (ref[0], ref[1], CLASSES.get(ref[2], 10)),
+                           image, config.batch_size)
+        return measured[ref] * ratio
+    return seconds_per_pass(config.model, config.width, classes, image, config.batch_size)
+
+
 def run_seconds(run: Run, epochs_left: int, measured: dict[tuple, float] | None = None) -> float:
     config = run.config
     if epochs_left <= 0:
         return 0.0
-    classes = CLASSES.get(config.dataset, 10)
-    per_pass = (measured or {}).get((config.model, float(config.width), config.dataset, config.batch_size))
-    if per_pass is None:
-        per_pass = seconds_per_pass(config.model, config.width, classes, 224 if config.dataset == "imagenet" else 32,
-                                    config.batch_size)
+    per_pass = _pass_seconds(config, measured or {})
     train, test = _sizes(config)
     seconds = epochs_left * (train * passes_per_epoch(config) + test / 3) * per_pass
     robust = config.robust_eval if config.robust_eval not in (None, "none") else None
