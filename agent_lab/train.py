@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
@@ -115,6 +115,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config, len(train_loader))
         self.state = TrainState()
         self.stop_reason = ""  # why the last run() stopped early (divergence), for the run's meta.json
+        self.stop_event = None  # an object with is_set() (threading.Event): set, the run stops at the next step
         self.divergence_loss = (divergence_threshold(_output_classes(self.model)) if divergence_loss is None
                                 else float(divergence_loss))
 
@@ -142,6 +143,8 @@ class Trainer:
         bar = tqdm(self.train_loader.epoch(epoch), total=len(self.train_loader), leave=False,
                    disable=not progress, desc=f"epoch {epoch + 1}")
         for step_in_epoch, (x, y) in enumerate(bar):
+            if self.stop_event is not None and self.stop_event.is_set():
+                raise KeyboardInterrupt("stop requested")  # run() ends as interrupted: resumable
             batch = self.objective.prepare(self.model, Batch(x, y, epoch, step_in_epoch))
             self.optimizer.zero_grad(set_to_none=True)
             loss, logits = self.objective.loss(self.model, batch)
@@ -294,7 +297,8 @@ def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
 
 
 def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resume: bool = True,
-          progress: bool = True, stop_after_epoch: int | None = None, lock_timeout: float | None = None) -> RunResult:
+          progress: bool = True, stop_after_epoch: int | None = None, lock_timeout: float | None = None,
+          stop: Any = None, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
     """Train ``config`` into the run folder ``out/<run name>`` and return the result.
 
     With ``resume=True`` a completed (or diverged) run is returned from the store without
@@ -306,6 +310,10 @@ def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resum
     One process trains a run folder at a time: a second call on the same config waits for the
     first (``lock_timeout`` seconds at most; ``None`` waits as long as it takes, ``0`` refuses at
     once) and then returns its result. A damaged checkpoint raises :class:`DamagedRunError`.
+
+    ``stop`` (a ``threading.Event``; set from another thread, e.g. a widget's Stop button) ends the
+    run at its next step as ``interrupted``, resumable from its last completed epoch.
+    ``on_epoch(row)`` is called with each epoch's history row once the epoch is saved.
     """
     if lock_timeout is not None and (isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float))
                                      or not 0 <= lock_timeout < math.inf):
@@ -322,11 +330,13 @@ def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resum
     with folder.open(timeout=lock_timeout, notify=tqdm.write):
         if resume and (cached := folder.served()) is not None:  # finished while we waited
             return cached
-        return _train_in(folder, config, trainer, data_info, resume, progress, stop_after_epoch)
+        trainer.stop_event = stop
+        return _train_in(folder, config, trainer, data_info, resume, progress, stop_after_epoch, on_epoch)
 
 
 def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info: dict[str, Any], resume: bool,
-              progress: bool, stop_after_epoch: int | None) -> RunResult:
+              progress: bool, stop_after_epoch: int | None,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
     if resume and (folder.path / CHECKPOINT_FILE).exists():
         trainer.restore(_resume_checkpoint(folder, trainer.device))
     else:
@@ -343,6 +353,8 @@ def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info:
         folder.save(status, checkpoint=checkpoint, history=trainer.history(), tables=trainer.tables(),
                     epochs_done=trainer.state.epoch, wall_time=trainer.state.wall_time,
                     eval_time=trainer.state.eval_time, fwd_bwd=trainer.state.fwd_bwd, **meta)
+        if on_epoch is not None and status == "running" and new_checkpoint:
+            on_epoch(dict(trainer.state.history[-1]))
 
     if trainer.state.epoch:  # resumed: rewrite what the last save may not have finished (side tables, meta)
         save(trainer, new_checkpoint=False)

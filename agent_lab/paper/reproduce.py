@@ -17,7 +17,7 @@ import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -76,17 +76,40 @@ class Plan:
 
 
 def plan(ids: Iterable[str], scale: str | Scale = "smoke", *, seeds: int | None = None,
-         device: str = "auto") -> Plan:
-    """The runs of each artifact at ``scale`` (``seeds``: the scale's or the artifact's own when None)."""
+         device: str = "auto", labels: Iterable[str] | None = None,
+         sparsities: Iterable[float] | None = None) -> Plan:
+    """The runs of each artifact at ``scale`` (``seeds``: the scale's or the artifact's own when None).
+
+    ``labels`` / ``sparsities`` keep only the arms with those labels (e.g. ``{"SGD", "AGENT"}``) /
+    sparsity facets (arms without a sparsity facet are kept); a claim whose arms are left out is
+    then not testable."""
     ids = check_ids(ids)
     scale = scale if isinstance(scale, Scale) else get_scale(scale)
     seeds = _check_seeds(seeds)
+    labels = None if labels is None else set(labels)
+    sparsities = None if sparsities is None else {float(s) for s in sparsities}
     runs = {}
     for artifact in ids:
         spec = ARTIFACTS[artifact]
-        runs[artifact] = runs_of(spec.arms_at(scale), scale, seeds if seeds is not None else spec.seeds(scale),
-                                 device)
+        arms = tuple(arm for arm in spec.arms_at(scale)
+                     if (labels is None or arm.label in labels)
+                     and (sparsities is None or "sparsity" not in arm.facet or float(arm.facet["sparsity"]) in sparsities))
+        runs[artifact] = runs_of(arms, scale, seeds if seeds is not None else spec.seeds(scale), device)
     return Plan(scale, runs)
+
+
+def arm_choices(ids: Iterable[str], scale: str | Scale = "smoke") -> tuple[list[str], list[float]]:
+    """The arm labels and the sparsities the artifacts ``ids`` have at ``scale`` (what ``plan``'s
+    ``labels`` and ``sparsities`` choose from)."""
+    scale = scale if isinstance(scale, Scale) else get_scale(scale)
+    labels: dict[str, None] = {}
+    sparsities: set[float] = set()
+    for artifact in check_ids(ids):
+        for arm in ARTIFACTS[artifact].arms_at(scale):
+            labels.setdefault(arm.label)
+            if "sparsity" in arm.facet:
+                sparsities.add(float(arm.facet["sparsity"]))
+    return list(labels), sorted(sparsities)
 
 
 def run_state(run: Run, out: str | Path) -> str:
@@ -102,38 +125,83 @@ def run_state(run: Run, out: str | Path) -> str:
         return "damaged"
 
 
-def _train(run: Run, out: str | Path, progress: bool, lock_timeout: float | None):
+def _train(run: Run, out: str | Path, progress: bool, lock_timeout: float | None, stop: Any = None,
+           on_epoch: Callable[[dict[str, Any]], None] | None = None):
     from ..train import train
 
-    if run.arm.driver == "hydra":
+    if run.arm.driver == "hydra":  # its phases run to the end: a Stop takes effect at the next run
         from ..experiments.hydra import run_hydra
         return run_hydra(run.config, out, sparsity=run.arm.facet["sparsity"], progress=progress)
-    return train(run.config, out=out, progress=progress, lock_timeout=lock_timeout)
+    return train(run.config, out=out, progress=progress, lock_timeout=lock_timeout, stop=stop, on_epoch=on_epoch)
 
 
-def train_all(the_plan: Plan, out: str | Path = "runs", *, progress: bool = True) -> dict[tuple, Any]:
-    """Train (or load) every distinct run; returns its result by run key."""
+EVENT_KINDS = ("cached", "start", "epoch", "done", "waiting")
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """What :func:`train_all` reports as it goes: a run served from the store (``cached``), started
+    (``start``), an epoch saved (``epoch``, with its history ``row``), finished (``done``, with the
+    ``result``: completed, diverged or interrupted) or locked by another process (``waiting``)."""
+
+    kind: str
+    run: Run
+    row: dict[str, Any] | None = None
+    result: Any = None
+
+
+def train_all(the_plan: Plan, out: str | Path = "runs", *, progress: bool = True, stop: Any = None,
+              on_event: Callable[[RunEvent], None] | None = None) -> dict[tuple, Any]:
+    """Train (or load) every distinct run; returns its result by run key.
+
+    ``stop`` (a ``threading.Event``) ends the current run at its next step (resumable) and trains
+    nothing more; ``on_event`` receives a :class:`RunEvent` at each step of the way. A stopped or
+    interrupted call raises ``KeyboardInterrupt`` naming what is left: reproduce again to resume."""
     distinct = the_plan.distinct
     results: dict[tuple, Any] = {}
     deferred = []
     bar = tqdm(total=len(distinct), desc=f"runs ({the_plan.scale.name})", unit="run", disable=not progress)
+
+    def emit(kind: str, run: Run, **fields: Any) -> None:
+        if on_event is not None:
+            on_event(RunEvent(kind, run, **fields))
+
+    def train_one(key: tuple, run: Run, lock_timeout: float | None) -> None:
+        cached = run_state(run, out) in ("completed", "diverged")
+        if not cached:
+            emit("start", run)
+        result = _train(run, out, progress, lock_timeout, stop,
+                        on_epoch=lambda row: emit("epoch", run, row=row))
+        results[key] = result
+        emit("cached" if cached else "done", run, result=result)
+        bar.update(1)
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
     for key, run in distinct.items():
+        if stopped():
+            break
         bar.set_postfix_str(run.config.run_name()[:60])
         try:
-            results[key] = _train(run, out, progress, lock_timeout=0)
+            train_one(key, run, lock_timeout=0)
         except RunLockedError:  # another process trains it: come back at the end
+            emit("waiting", run)
             deferred.append((key, run))
-            continue
-        bar.update(1)
     for key, run in deferred:
         bar.set_postfix_str(f"waiting for {run.config.run_name()[:50]}")
-        results[key] = _train(run, out, progress, lock_timeout=None)
-        bar.update(1)
+        while not stopped():
+            try:
+                train_one(key, run, lock_timeout=None if stop is None else 2.0)
+                break
+            except RunLockedError:
+                continue
     bar.close()
     interrupted = [r.run_dir for r in results.values() if r.status == "interrupted"]
-    if interrupted:
-        raise KeyboardInterrupt(f"{len(interrupted)} run(s) were interrupted (e.g. {interrupted[0]}); "
-                                "reproduce again to resume them")
+    if interrupted or len(results) < len(distinct):
+        example = interrupted[0] if interrupted else "the runs not started"
+        raise KeyboardInterrupt(f"{len(distinct) - len(results) + len(interrupted)} of {len(distinct)} run(s) "
+                                f"are not finished (e.g. {example}); reproduce again to resume them")
     return results
 
 

@@ -1,4 +1,4 @@
-"""ipywidgets front ends used by the notebooks."""
+"""TrainPanel: train one configuration from a notebook."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +7,10 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from .config import CHOICES, ConfigError, RunConfig, default_momentum
-from .reporting import label_figure, plot_training_curves, save_figure, show
-from .runs import RunResult
-from .train import train
+from ..config import CHOICES, ConfigError, RunConfig, default_momentum
+from ..reporting import label_figure, plot_training_curves, save_figure, show
+from ..runs import RunResult
+from ..train import train
 
 
 class TrainPanel:

@@ -1,0 +1,194 @@
+"""A reproduction as an object that can be watched and stopped: what ``ArtifactPanel`` drives.
+
+:class:`ReproduceJob` plans the runs of some artifacts at a scale (optionally only some methods and
+sparsities), keeps a status table of those runs (cached / missing / interrupted / queued / training /
+waiting / completed / diverged, with epoch and ETA), trains through :func:`train_all` (so cached
+runs are reused and interrupted ones resume), renders each artifact into ``figures/<id>/`` as soon
+as its last run finishes, and can be stopped from another thread: the run in training stops at its
+next step and resumes on the next :meth:`run`. Listeners get every :class:`RunEvent`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from .artifacts import ARTIFACTS
+from .cost import format_seconds, plan_cost
+from .measure import curves_of
+from .plan import Run
+from .reproduce import ArtifactResult, RunEvent, plan, render_artifact, run_state, train_all
+
+STATUS_COLUMNS = ["artifacts", "label", "facets", "seed", "state", "epoch", "epochs", "eta_s", "run"]
+FINISHED = ("cached", "completed", "diverged")
+_STORE_STATES = {"completed": "cached", "diverged": "diverged", "running": "waiting", "hydra": "missing"}
+
+
+class ReproduceJob:
+    """Reproduce ``ids`` at ``scale`` into ``out`` (runs) and ``figures``; see the module docstring."""
+
+    def __init__(self, ids: Iterable[str], scale: str = "smoke", *, seeds: int | None = None, device: str = "auto",
+                 labels: Iterable[str] | None = None, sparsities: Iterable[float] | None = None,
+                 out: str | Path = "runs", figures: str | Path = "figures") -> None:
+        self.plan = plan(ids, scale, seeds=seeds, device=device, labels=labels, sparsities=sparsities)
+        self.out, self.figures = Path(out), Path(figures)
+        self.stop_event = threading.Event()
+        self.results: dict[str, ArtifactResult] = {}
+        self.listeners: list[Callable[[RunEvent], None]] = []
+        self.rows: dict[tuple, list[dict[str, Any]]] = {}  # epochs seen of the runs trained now
+        self.finished: dict[tuple, Any] = {}  # run key -> RunResult
+        self.error: BaseException | None = None
+        self.running = False
+        users: dict[tuple, list[str]] = {}
+        for artifact, runs in self.plan.runs.items():
+            for run in runs:
+                users.setdefault(run.key, []).append(artifact)
+        self._users = users
+        estimates = plan_cost(self.plan, self.out)
+        self._estimate = dict(zip(estimates["run"], estimates["seconds"]))
+        self._speed = 1.0  # measured / estimated seconds of the runs trained now
+        self._started: dict[tuple, float] = {}
+        self._at = {key: position for position, key in enumerate(self.plan.distinct)}  # status row of a run
+        self.status = pd.DataFrame([self._row(key, run) for key, run in self.plan.distinct.items()],
+                                   columns=STATUS_COLUMNS)
+
+    # -- the status table -------------------------------------------------------------------------
+    def _row(self, key: tuple, run: Run) -> dict[str, Any]:
+        state = run_state(run, self.out)
+        name = run.config.run_name()
+        return {"artifacts": ",".join(dict.fromkeys(self._users[key])), "label": run.arm.label,
+                "facets": ", ".join(f"{k}={v}" for k, v in run.arm.facets), "seed": run.seed,
+                "state": _STORE_STATES.get(state, state), "epoch": self._epochs_done(run, state),
+                "epochs": run.config.epochs, "eta_s": 0.0 if state in ("completed", "diverged") else
+                float(self._estimate.get(name, float("nan"))), "run": name}
+
+    def _epochs_done(self, run: Run, state: str) -> int:
+        if state in ("missing", "hydra", "running", "damaged"):
+            return 0
+        from ..runs import load_run, run_dir_for
+        return len(load_run(run_dir_for(run.config, self.out), verify="none").history)
+
+    @property
+    def eta_seconds(self) -> float:
+        """Seconds left: the estimate of each run still to train, scaled by how fast the runs
+        trained so far went against their estimate; the run in training by its own pace."""
+        left = self.status.loc[~self.status["state"].isin(FINISHED), "eta_s"]
+        return float(left.fillna(0).sum())
+
+    def summary(self) -> str:
+        done = int(self.status["state"].isin(FINISHED).sum())
+        text = f"runs {done}/{len(self.status)}"
+        training = self.status[self.status["state"] == "training"]
+        if len(training):
+            row = training.iloc[0]
+            text += f" · {row['label']} seed {row['seed']}: epoch {row['epoch']}/{row['epochs']}"
+        if done < len(self.status):
+            eta = self.eta_seconds
+            text += f" · ETA ~{format_seconds(eta) if eta == eta else '?'}"
+        return text
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(self) -> dict[str, ArtifactResult]:
+        """Train what is missing, render every artifact; returns the rendered artifacts. A
+        :meth:`stop` (or an interrupted run) ends it early: ``KeyboardInterrupt`` is raised after the
+        status table is updated, and the next :meth:`run` resumes."""
+        self.stop_event.clear()
+        self.error, self.running = None, True
+        for position in self.status.index:
+            if self.status.at[position, "state"] not in FINISHED:
+                self.status.at[position, "state"] = "queued"
+        try:
+            train_all(self.plan, self.out, progress=False, stop=self.stop_event, on_event=self._on_event)
+            for artifact in self.plan.runs:
+                self._render_if_ready(artifact)
+            return self.results
+        except BaseException as error:
+            self.error = error
+            raise
+        finally:
+            self.running = False
+            for key, run in self.plan.distinct.items():
+                if self.status.at[self._at[key], "state"] in ("queued", "training", "waiting"):
+                    self.status.loc[self._at[key]] = self._row(key, run)
+
+    def stop(self) -> None:
+        """Ask the job to stop: the run in training ends at its next step (resumable), nothing more starts."""
+        self.stop_event.set()
+
+    def _on_event(self, event: RunEvent) -> None:
+        key, now = event.run.key, time.perf_counter()
+        at = self._at[key]
+        if event.kind == "start":
+            self.status.at[at, "state"] = "training"
+            self._started[key] = now
+            self.rows[key] = []
+        elif event.kind == "epoch":
+            self.rows.setdefault(key, []).append(event.row)
+            epoch, epochs = int(event.row["epoch"]), int(self.status.at[at, "epochs"])
+            self.status.at[at, "epoch"] = epoch
+            per_epoch = float(event.row["wall_time"]) / max(epoch, 1)
+            self.status.at[at, "eta_s"] = per_epoch * (epochs - epoch)
+        elif event.kind == "waiting":
+            self.status.at[at, "state"] = "waiting"
+        else:  # cached or done
+            result = event.result
+            self.finished[key] = result
+            self.status.at[at, "state"] = "cached" if event.kind == "cached" else result.status
+            self.status.at[at, "epoch"] = len(result.history)
+            self.status.at[at, "eta_s"] = 0.0
+            if event.kind == "done" and key in self._started and result.status == "completed":
+                estimate = self._estimate.get(event.run.config.run_name())
+                if estimate and estimate > 0:
+                    self._speed = (now - self._started[key]) / estimate
+                    queued = self.status["state"] == "queued"
+                    names = self.status.loc[queued, "run"]
+                    self.status.loc[queued, "eta_s"] = [self._estimate.get(n, float("nan")) * self._speed
+                                                        for n in names]
+            if result.status != "interrupted":
+                for artifact in self._users[key]:
+                    self._render_if_ready(artifact)
+        for listener in self.listeners:
+            listener(event)
+
+    def _render_if_ready(self, artifact: str) -> None:
+        runs = self.plan.runs[artifact]
+        if artifact in self.results or not all(run.key in self.finished for run in runs):
+            return
+        results = {run.key: self.finished[run.key] for run in runs}
+        self.results[artifact] = render_artifact(ARTIFACTS[artifact], runs, results, self.plan.scale, self.figures)
+
+    # -- what is drawn while it trains ------------------------------------------------------------
+    def live_curves(self) -> pd.DataFrame:
+        """Test accuracy (%) per epoch of every run finished or in training now: one row per (run, epoch)."""
+        pairs = [(self.plan.distinct[key], result) for key, result in self.finished.items()]
+        frames = [curves_of(pairs, ())] if pairs else []
+        for key, rows in self.rows.items():
+            if key in self.finished or not rows:
+                continue
+            run = self.plan.distinct[key]
+            frame = pd.DataFrame(rows)
+            frames.append(pd.DataFrame({"label": run.arm.label, "seed": run.seed, "epoch": frame["epoch"],
+                                        "test_acc": 100.0 * frame["test_acc"], "run": run.config.run_name(),
+                                        "status": "training"}))
+        if not frames:
+            return pd.DataFrame(columns=["label", "seed", "epoch", "test_acc", "run", "status"])
+        return pd.concat(frames, ignore_index=True)[["label", "seed", "epoch", "test_acc", "run", "status"]]
+
+    def live_figure(self):
+        """The live curves as a matplotlib figure (one line per run, coloured by method)."""
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        curves = self.live_curves().dropna(subset=["test_acc"])
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+        if len(curves):
+            sns.lineplot(data=curves, x="epoch", y="test_acc", hue="label", units="run", estimator=None,
+                         marker="o", ax=ax)
+        ax.set(xlabel="epoch", ylabel="test accuracy (%)",
+               title=f"{', '.join(self.plan.runs)} at the {self.plan.scale.name} scale: runs so far")
+        fig.tight_layout()
+        return fig
+
