@@ -35,6 +35,18 @@ def notebook_scale(default: str = DEFAULT_SCALE, choices: Sequence[str] = SCALES
     return scale
 
 
+def project_folder(name: str, start: str | Path | None = None) -> Path:
+    """``<project>/<name>`` (e.g. ``runs``, ``figures``): the project is the nearest folder from
+    ``start`` (the working directory) upwards that holds ``pyproject.toml`` beside ``agent_lab/``,
+    so a notebook in ``notebooks/`` shares the store and figures of ``agent-lab reproduce``; outside a
+    checkout, ``start`` itself."""
+    here = Path.cwd() if start is None else Path(start)
+    for folder in (here, *here.resolve().parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "agent_lab").is_dir():
+            return folder / name
+    return here / name
+
+
 def scale_label(scale: str | None) -> str | None:
     """The label every figure and table made at ``scale`` carries (smoke scale only), else None."""
     return SMOKE_LABEL if scale == "smoke" else None

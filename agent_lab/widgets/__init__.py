@@ -8,8 +8,8 @@
 
 All logic lives below (``agent_lab.paper``, ``agent_lab.runs``); the panels only show it.
 """
-from .artifact_panel import ArtifactPanel
+from .artifact_panel import ArtifactPanel, show_artifact
 from .run_browser import RunBrowser
 from .train_panel import TrainPanel
 
-__all__ = ["ArtifactPanel", "RunBrowser", "TrainPanel"]
+__all__ = ["ArtifactPanel", "RunBrowser", "TrainPanel", "show_artifact"]

@@ -232,3 +232,16 @@ def _table_html(table: pd.DataFrame, rows: int = 40) -> str:
     more = f"<i>… {len(table) - rows} more rows in the CSV</i>" if len(table) > rows else ""
     return shown + more
 
+
+def show_artifact(result) -> None:
+    """Display one rendered artifact in a notebook as plain outputs (no widgets): its figure(s),
+    tables beside the paper's numbers and the claims' verdicts."""
+    from IPython.display import Image, Markdown
+
+    display(Markdown(f"### {result.spec.id}: {result.spec.title} ({result.scale} scale)"))
+    for path in result.paths:
+        if path.suffix == ".png":
+            display(Image(filename=str(path)))
+    for table in result.tables.values():
+        display(table)
+    display(result.verdicts.drop(columns=["artifact"]))
