@@ -90,3 +90,13 @@ def test_jupyter_lab_serves_the_notebooks(tmp_path):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_the_readme_gallery_shows_committed_cpu_figures():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Gallery"):readme.index("## Use")]
+    images = re.findall(r'<img src="([^"]+)"', section)
+    assert len(images) >= 4
+    for image in images:
+        assert image.startswith("figures/") and image.endswith("_cpu.png") and (ROOT / image).is_file(), image
+        assert (ROOT / image).parent.joinpath("SOURCES.json").is_file()
