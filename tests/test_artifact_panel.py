@@ -3,6 +3,8 @@ the status table and what trains; Stop leaves a resumable run that the next Run 
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from agent_lab.paper import ARTIFACTS
 from agent_lab.paper.job import ReproduceJob
 from agent_lab.paper.reproduce import arm_choices, plan
 from agent_lab.paper.scales import get_scale
+from agent_lab.runs import RunLock, run_dir_for
 from agent_lab.widgets import ArtifactPanel
 from agent_lab.widgets.artifact_panel import status_html
 
@@ -141,3 +144,25 @@ def test_bad_choices_are_refused_in_one_line(tmp_path):
     arms = ARTIFACTS["table2"].arms_at(get_scale("smoke"))
     assert labels == list(dict.fromkeys(arm.label for arm in arms))
     assert sparsities == sorted({float(arm.facet["sparsity"]) for arm in arms}) and 0.0 in sparsities
+
+
+def test_a_run_another_process_holds_shows_as_waiting_and_stop_ends_the_wait(tmp_path):
+    job = ReproduceJob(["fig7"], "smoke", labels=["BSR-Net"], sparsities=[0.9], out=tmp_path / "runs",
+                       figures=tmp_path / "figures")
+    (run,) = job.plan.distinct.values()
+    holder = RunLock(run_dir_for(run.config, tmp_path / "runs")).acquire(timeout=0, notify=None)
+    states = []
+    job.listeners.append(lambda event: states.append((event.kind, job.status.at[0, "state"])))
+    worker = threading.Thread(target=lambda: pytest.raises(KeyboardInterrupt, job.run))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while ("waiting", "waiting") not in states and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ("waiting", "waiting") in states
+    job.stop()
+    worker.join(30)
+    assert not worker.is_alive() and isinstance(job.error, KeyboardInterrupt)
+    assert job.status.at[0, "state"] == "waiting"  # still held by the other process
+    holder.release()
+    job.run()  # the holder let go without training it: this job trains it
+    assert job.status.at[0, "state"] == "completed"
