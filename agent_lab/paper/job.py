@@ -59,17 +59,23 @@ class ReproduceJob:
     def _row(self, key: tuple, run: Run) -> dict[str, Any]:
         state = run_state(run, self.out)
         name = run.config.run_name()
+        done, epochs = self._epochs_done(run, state), run.config.epochs
+        left = 0.0 if state in ("completed", "diverged") else \
+            float(self._estimate.get(name, float("nan"))) * self._speed * (epochs - done) / max(epochs, 1)
         return {"artifacts": ",".join(dict.fromkeys(self._users[key])), "label": run.arm.label,
                 "facets": ", ".join(f"{k}={v}" for k, v in run.arm.facets), "seed": run.seed,
-                "state": _STORE_STATES.get(state, state), "epoch": self._epochs_done(run, state),
-                "epochs": run.config.epochs, "eta_s": 0.0 if state in ("completed", "diverged") else
-                float(self._estimate.get(name, float("nan"))), "run": name}
+                "state": _STORE_STATES.get(state, state), "epoch": done, "epochs": epochs, "eta_s": left,
+                "run": name}
 
     def _epochs_done(self, run: Run, state: str) -> int:
-        if state in ("missing", "hydra", "running", "damaged"):
+        """Epochs in the run's history (one another process trains included; 0 when unreadable)."""
+        if state in ("missing", "hydra", "damaged"):
             return 0
         from ..runs import load_run, run_dir_for
-        return len(load_run(run_dir_for(run.config, self.out), verify="none").history)
+        try:
+            return len(load_run(run_dir_for(run.config, self.out), verify="none").history)
+        except Exception:  # being written by its trainer, or not yet begun: nothing to count
+            return 0
 
     @property
     def eta_seconds(self) -> float:
