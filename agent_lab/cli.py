@@ -154,7 +154,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .paper.reproduce import artifact_folder, describe_plan, plan, rerender, reproduce
 
     if args.dry_run:
-        the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device)
+        the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device, labels=args.methods,
+                        sparsities=args.sparsities)
         table = describe_plan(the_plan, args.out)
         print(f"scale {the_plan.scale.name}: {the_plan.scale.description}")
         print(f"{len(table)} distinct runs ({(table['state'] == 'completed').sum()} cached) into {args.out}; "
@@ -168,7 +169,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         results = rerender(args.artifacts, args.scale, figures=args.figures)
     else:
         results = reproduce(args.artifacts, args.scale, seeds=args.seeds, device=args.device, out=args.out,
-                            figures=args.figures, progress=not args.quiet)
+                            figures=args.figures, progress=not args.quiet, labels=args.methods,
+                            sparsities=args.sparsities)
     for artifact, result in results.items():
         print(f"{artifact}: {artifact_folder(args.figures, artifact, args.scale)} ({len(result.paths)} files)")
         for _, row in result.verdicts.iterrows():
@@ -326,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "settings on a GPU [default: smoke]")
     reproducing.add_argument("--seeds", type=int, default=None, help="seeds per arm [default: the scale's]")
     reproducing.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [default: auto]")
+    reproducing.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
+                             help="only these arms, by label (e.g. BSR-Net A-BSR-Net) [default: all]")
+    reproducing.add_argument("--sparsities", nargs="+", type=float, default=None, metavar="S",
+                             help="only the arms at these sparsities (e.g. 0.99) [default: all]")
     reproducing.add_argument("--out", default="runs", help="the run store [default: runs]")
     reproducing.add_argument("--figures", default="figures", help="output root: figures/<id>/ [default: figures]")
     reproducing.add_argument("--dry-run", action="store_true", help="list the runs and their configs, train nothing")

@@ -166,3 +166,21 @@ def test_cost_scales_another_models_measurement_by_the_timed_ratio(tmp_path, mon
     assert cost_module._pass_seconds(other, stored) == pytest.approx(6e-3) and len(timed) == 2  # cached
     assert cost_module._pass_seconds(other.replace(batch_size=32), stored) == 3e-4  # no comparable run
     assert cost_module._pass_seconds(sgd.config, stored) == 2e-3 and len(timed) == 3
+
+
+def test_methods_and_sparsities_choose_arms_and_bad_ones_are_refused_in_one_line(tmp_path, capsys):
+    chosen = plan(["fig7", "fig4"], "smoke", labels=["A-BSR-Net"], sparsities=[0.99])
+    assert chosen.distinct and all(run.arm.label == "A-BSR-Net" and run.arm.facet["sparsity"] == 0.99
+                                   for run in chosen.distinct.values())
+    every = plan(["fig7", "fig4"], "smoke")
+    assert set(chosen.distinct) == {key for key, run in every.distinct.items()
+                                    if run.arm.label == "A-BSR-Net" and run.arm.facet["sparsity"] == 0.99}
+    assert main(["reproduce", "fig7", "--methods", "A-BSR-Net", "--sparsities", "0.99", "--dry-run",
+                 "--out", str(tmp_path)]) == 0
+    assert "1 distinct runs" in capsys.readouterr().out
+    assert main(["reproduce", "fig7", "--methods", "SGD", "--dry-run", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("agent-lab: error: methods: SGD invalid for fig7 at the smoke scale; "
+                   "valid choices: BSR-Net, A-BSR-Net")
+    with pytest.raises(ValueError, match="sparsities: 0.5 invalid for fig7 at the smoke scale; valid choices: 0.9, 0.99"):
+        plan(["fig7"], "smoke", sparsities=[0.5])

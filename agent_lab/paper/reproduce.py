@@ -88,6 +88,16 @@ def plan(ids: Iterable[str], scale: str | Scale = "smoke", *, seeds: int | None 
     seeds = _check_seeds(seeds)
     labels = None if labels is None else set(labels)
     sparsities = None if sparsities is None else {float(s) for s in sparsities}
+    if labels is not None or sparsities is not None:
+        valid_labels, valid_sparsities = arm_choices(ids, scale)
+        bad = sorted(labels - set(valid_labels)) if labels is not None else []
+        if bad:
+            raise ValueError(f"methods: {', '.join(bad)} invalid for {', '.join(ids)} at the {scale.name} scale; "
+                             f"valid choices: {', '.join(valid_labels)}")
+        bad = sorted(sparsities - set(valid_sparsities)) if sparsities is not None else []
+        if bad:
+            raise ValueError(f"sparsities: {', '.join(f'{b:g}' for b in bad)} invalid for {', '.join(ids)} at the "
+                             f"{scale.name} scale; valid choices: {', '.join(f'{v:g}' for v in valid_sparsities)}")
     runs = {}
     for artifact in ids:
         spec = ARTIFACTS[artifact]
@@ -308,10 +318,12 @@ def rerender(ids: Iterable[str], scale: str = "cpu", *, figures: str | Path = "f
 
 
 def reproduce(ids: Iterable[str], scale: str = "smoke", *, seeds: int | None = None, device: str = "auto",
-              out: str | Path = "runs", figures: str | Path = "figures",
-              progress: bool = True) -> dict[str, ArtifactResult]:
-    """Train what is missing, then measure and render every artifact of ``ids`` at ``scale``."""
-    the_plan = plan(ids, scale, seeds=seeds, device=device)
+              out: str | Path = "runs", figures: str | Path = "figures", progress: bool = True,
+              labels: Iterable[str] | None = None, sparsities: Iterable[float] | None = None
+              ) -> dict[str, ArtifactResult]:
+    """Train what is missing, then measure and render every artifact of ``ids`` at ``scale``
+    (``labels`` / ``sparsities``: only those arms, as in :func:`plan`)."""
+    the_plan = plan(ids, scale, seeds=seeds, device=device, labels=labels, sparsities=sparsities)
     results = train_all(the_plan, out, progress=progress)
     return {artifact: render_artifact(ARTIFACTS[artifact], runs, results, the_plan.scale, figures)
             for artifact, runs in the_plan.runs.items()}
