@@ -108,7 +108,8 @@ def save_figure(fig: plt.Figure, stem: str | Path, scale: str | None = None) -> 
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    # no creation date: the same figure redrawn gives the same bytes (no churn in committed figures)
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
     return paths
 
 

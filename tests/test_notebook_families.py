@@ -36,6 +36,11 @@ def test_family_artifacts_per_scale():
     assert family_artifacts("rigl", "paper") == ["table2", "fig25", "fig26"]
     with pytest.raises(ValueError, match="family: 'set' is invalid; valid choices: bsr, itop, rigl, diagnostics"):
         family_artifacts("set", "cpu")
+    # a notebook's ARTIFACTS parameter: a list, or the string papermill -p passes
+    assert family_artifacts("bsr", "cpu", chosen=["fig7"]) == ["fig7"]
+    assert family_artifacts("bsr", "cpu", chosen="table5, fig7") == ["table5", "fig7"]
+    with pytest.raises(ValueError, match="artifacts: fig99 invalid"):
+        family_artifacts("bsr", "cpu", chosen="fig99")
 
 
 def test_project_folder_is_found_from_the_notebooks_folder_and_falls_back_to_the_start(tmp_path):
@@ -51,7 +56,7 @@ def test_at_least_six_notebooks_one_per_family_and_an_explorer():
     for family, name in FAMILY_NOTEBOOKS.items():
         code = "\n".join(c.source for c in nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4).cells
                          if c.cell_type == "code")
-        assert f'family_artifacts("{family}", SCALE)' in code
+        assert f'family_artifacts("{family}", SCALE, chosen=ARTIFACTS)' in code
         assert "ArtifactPanel(ids, SCALE" in code and "reproduce(ids, SCALE" in code  # the panel, then the code
         assert 'project_folder("figures")' in code
 

@@ -152,3 +152,15 @@ def test_quickstart_notebook_states_the_width_that_runs():
     text = " ".join(" ".join(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
     widths = re.findall(r"width ([\d.]+)", text)
     assert widths and all(float(w) == QUICKSTART_CONFIG.width for w in widths)
+
+
+def test_a_figure_saved_twice_gives_the_same_bytes(tmp_path):
+    """Committed figures redrawn from the same data do not change (no creation date in the PDF)."""
+    contents = []
+    for attempt in range(2):
+        fig, ax = plt.subplots()
+        ax.plot([1, 2, 3], [3, 1, 2])
+        paths = save_figure(fig, tmp_path / f"try{attempt}" / "figure")
+        plt.close(fig)
+        contents.append([path.read_bytes() for path in paths])
+    assert contents[0] == contents[1]

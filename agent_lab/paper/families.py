@@ -9,8 +9,10 @@ nothing the pick does not, and the notebooks run at smoke in the test suite.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from .artifacts import ARTIFACTS
+from .reproduce import check_ids
 from .scales import get_scale
 
 
@@ -45,10 +47,15 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
 )}
 
 
-def family_artifacts(name: str, scale: str) -> list[str]:
-    """The artifacts of family ``name`` a notebook reproduces at ``scale`` (see the module docstring)."""
+def family_artifacts(name: str, scale: str, chosen: str | Sequence[str] | None = None) -> list[str]:
+    """The artifacts of family ``name`` a notebook reproduces at ``scale`` (see the module docstring);
+    ``chosen`` (a notebook's ``ARTIFACTS`` parameter) overrides them: a list of ids, or one string
+    of ids separated by commas or spaces (what ``papermill -p ARTIFACTS "table5,fig7"`` passes)."""
     if name not in FAMILIES:
         raise ValueError(f"family: {name!r} is invalid; valid choices: {', '.join(FAMILIES)}")
+    if chosen is not None:
+        ids = chosen.replace(",", " ").split() if isinstance(chosen, str) else list(chosen)
+        return check_ids(ids)
     family = FAMILIES[name]
     if scale == "smoke":
         return list(family.smoke)
