@@ -120,6 +120,18 @@ class ReproduceJob:
                 if self.status.at[self._at[key], "state"] in ("queued", "training", "waiting"):
                     self.status.loc[self._at[key]] = self._row(key, run)
 
+    def start(self) -> threading.Thread:
+        """:meth:`run` in a background thread (returned); a stop or an error ends up in ``self.error``."""
+        def work() -> None:
+            try:
+                self.run()
+            except BaseException:  # kept in self.error by run(); a thread has nowhere to raise to
+                pass
+
+        thread = threading.Thread(target=work, name="ReproduceJob", daemon=True)
+        thread.start()
+        return thread
+
     def stop(self) -> None:
         """Ask the job to stop: the run in training ends at its next step (resumable), nothing more starts."""
         self.stop_event.set()
