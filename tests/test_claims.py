@@ -72,10 +72,17 @@ def test_where_and_final_and_budgets_select_cells():
     assert Claim("x.", better("A", "B", metric="robust_acc")).decide(data).verdict == NOT_TESTABLE
 
 
-def test_similar_uses_the_tolerance():
-    data = _measured(_points({"A": [[60, 80], [61, 81]], "B": [[60.5, 70], [61.5, 71]]}))
-    assert similar("A", "B", tolerance=1.0, budgets=(20,))(data).verdict == HELD
-    assert similar("A", "B", tolerance=1.0, budgets=(200,))(data).verdict == NOT_HELD
+def test_similar_is_held_only_when_the_whole_interval_is_within_the_tolerance():
+    tight = _measured(_points({"A": [[60.0, 80], [60.2, 81], [60.4, 82]], "B": [[60.1, 70], [60.3, 71], [60.5, 72]]}))
+    verdict = similar("A", "B", tolerance=1.0, budgets=(20,))(tight)
+    se = math.sqrt(0.04 / 3 + 0.04 / 3)  # d = -0.1, |d| + 2 se = 0.43 <= 1
+    assert verdict.verdict == HELD and f"mean -0.10 points (SE {se:.2f})" in verdict.evidence
+    assert similar("A", "B", tolerance=1.0, budgets=(200,))(tight).verdict == NOT_HELD  # d = +10, far outside
+    # d = -0.5 with se = 0.71: the interval [-1.91, +0.91] straddles +-1: the data cannot tell
+    noisy = _measured(_points({"A": [[60, 80], [61, 81]], "B": [[60.5, 70], [61.5, 71]]}))
+    verdict = similar("A", "B", tolerance=1.0, budgets=(20,))(noisy)
+    assert verdict.verdict == NOT_TESTABLE and "[-1.91, +0.91]" in verdict.evidence
+    assert "too noisy at this scale" in verdict.evidence
 
 
 def _curves(shapes: dict[str, list[list[float]]], status=None) -> pd.DataFrame:

@@ -14,9 +14,12 @@ artifact (per-epoch curves of every run, accuracies at epoch budgets, diagnostic
 * **Trends** (variance up, correlation down with sparsity): held when the values at the highest
   sparsity and at the lowest differ in the stated direction by more than twice their combined
   error, and the Spearman rank correlation with sparsity has the stated sign and |ρ| ≥ 0.8.
+* **Similarity** ("about as fast", "within 1 point"): held when ``D ± 2 SE`` lies inside the
+  stated tolerance, not held when it lies outside, not testable when it straddles it (the data
+  cannot tell at this precision; similarity is shown, not read from noise).
 * *Not testable*: an arm the claim needs was not run at this scale (e.g. adversarial training at
   the cpu scale), or a cell has fewer than two seeds (no standard error), or the data the check
-  needs are absent.
+  needs are absent, or a similarity is too noisy to decide.
 
 A run that diverged counts at chance accuracy from its divergence on.
 """
@@ -86,6 +89,10 @@ def _select(frame: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
             raise _Untestable(f"no data with {name} = {value}")
         values = value if isinstance(value, (list, tuple, set)) else [value]
         frame = frame[frame[name].isin(values)]
+    if where and frame.empty:
+        wanted = "; ".join(f"{name} {', '.join(map(str, v)) if isinstance(v, (list, tuple, set)) else v}"
+                           for name, v in where.items())
+        raise _Untestable(f"no run with {wanted} at this scale")
     return frame
 
 
@@ -199,7 +206,10 @@ def fewer_epochs(a: str, b: str, *, x: str = "epoch", where: dict[str, Any] | No
 
 def similar(a: str, b: str, *, tolerance: float = 1.0, where: dict[str, Any] | None = None,
             metric: str = "clean_acc", budgets: tuple[int, ...] | None = None) -> Check:
-    """``a`` and ``b`` are within ``tolerance`` points of each other on average (±2 SE)."""
+    """``a`` and ``b`` are within ``tolerance`` points of each other on average: *held* when the
+    interval ``D ± 2 SE`` lies inside ``±tolerance``, *not held* when it lies outside, and *not
+    testable* (the data cannot tell at this precision) when it straddles the tolerance: a
+    similarity is shown, not assumed from noise."""
     def check(measured: Measured) -> Verdict:
         points = _select(measured.points, where)
         points = points[points["metric"] == metric]
@@ -209,10 +219,13 @@ def similar(a: str, b: str, *, tolerance: float = 1.0, where: dict[str, Any] | N
         cells = _cells(points, a, b, "value", keys)
         mean = float(cells["d"].mean())
         se = float(math.sqrt((cells["se"] ** 2).sum()) / len(cells))
-        held = abs(mean) - 2 * se <= tolerance
-        return Verdict(HELD if held else NOT_HELD,
-                       f"{a} − {b}: mean {mean:+.2f} points (SE {se:.2f}) over {len(cells)} cells; "
-                       f"tolerance {tolerance} points")
+        evidence = (f"{a} − {b}: mean {mean:+.2f} points (SE {se:.2f}) over {len(cells)} cells; ±2 SE "
+                    f"[{mean - 2 * se:+.2f}, {mean + 2 * se:+.2f}] against the tolerance ±{tolerance:g}")
+        if abs(mean) + 2 * se <= tolerance:
+            return Verdict(HELD, evidence)
+        if abs(mean) - 2 * se > tolerance:
+            return Verdict(NOT_HELD, evidence)
+        return Verdict(NOT_TESTABLE, evidence + ": too noisy at this scale to tell")
     return check
 
 
@@ -247,7 +260,7 @@ def all_of(*checks: Check) -> Check:
             verdict = NOT_TESTABLE
         else:
             verdict = HELD if all(v.verdict == HELD for v in verdicts) else NOT_HELD
-        return Verdict(verdict, "; ".join(v.evidence for v in verdicts))
+        return Verdict(verdict, "; ".join(dict.fromkeys(v.evidence for v in verdicts)))
     return check
 
 
