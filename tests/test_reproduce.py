@@ -184,3 +184,28 @@ def test_methods_and_sparsities_choose_arms_and_bad_ones_are_refused_in_one_line
                    "valid choices: BSR-Net, A-BSR-Net")
     with pytest.raises(ValueError, match="sparsities: 0.5 invalid for fig7 at the smoke scale; valid choices: 0.9, 0.99"):
         plan(["fig7"], "smoke", sparsities=[0.5])
+
+
+def test_sweep_diagnostics_are_cached_one_by_one_so_artifacts_share_them(tmp_path, monkeypatch):
+    """Table 7 measures the correlation, Fig. 1 the variance and the correlation of the same runs:
+    the correlation is computed once."""
+    import agent_lab.experiments.diagnose as diagnose_module
+    from agent_lab.paper.measure import measure_sweep
+
+    smoke = get_scale("smoke")
+    run = next(iter(plan(["table7"], "smoke").distinct.values()))
+    result = train(run.config, out=tmp_path, progress=False)
+    calls = []
+    real = diagnose_module.diagnose_run
+
+    def counting(run_dir, what, **kwargs):
+        calls.append(tuple(what))
+        return real(run_dir, what, **kwargs)
+
+    monkeypatch.setattr(diagnose_module, "diagnose_run", counting)
+    table7 = measure_sweep([(run, result)], smoke, ("correlation",))
+    fig1 = measure_sweep([(run, result)], smoke, ("variance", "correlation"))
+    assert calls == [("correlation",), ("variance",)]
+    assert set(table7["metric"]) == {"grad_corr"} and {"grad_var", "grad_corr"} <= set(fig1["metric"])
+    shared = fig1[fig1["metric"] == "grad_corr"]["value"].to_numpy()
+    assert shared.tolist() == table7["value"].tolist()

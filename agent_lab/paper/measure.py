@@ -118,10 +118,12 @@ def measure_sweep(results: Sequence[tuple[Run, Any]], scale: Scale, what: Sequen
         facet = run.arm.facet
         if result.status != "completed":
             continue
-        key = f"sweep:{','.join(what)}:batches={batches}:replicates={replicates}:sigma=0.015"
-        rows = _cached(Path(result.run_dir), key, lambda: json.loads(diagnose_run(
-            result.run_dir, what, batches=batches, replicates=replicates, device=run.config.device,
-            save=False).to_json(orient="records")))
+        rows = []
+        for diagnostic in what:  # one cache entry each: Table 7's correlation serves Fig. 1 too
+            key = f"sweep:{diagnostic}:batches={batches}:replicates={replicates}:sigma=0.015"
+            rows += _cached(Path(result.run_dir), key, lambda: json.loads(diagnose_run(
+                result.run_dir, [diagnostic], batches=batches, replicates=replicates, device=run.config.device,
+                save=False).to_json(orient="records")))
         frame = pd.DataFrame(rows)
         frame["pipeline"] = facet.get("pipeline", run.config.pipeline)
         frame["sparsity"] = facet.get("sparsity", run.config.sparsity)
