@@ -30,12 +30,18 @@ def _trained(panel) -> list[str]:
     return started
 
 
-def _run_twice_and_check(tmp_path, artifacts, sparsities=None, methods=None):
+def _panel(tmp_path, artifacts, sparsities=None, methods=None) -> ArtifactPanel:
+    """A smoke-scale panel on the artifacts, with the sparsities and methods chosen as a user would."""
     panel = ArtifactPanel(artifacts, "smoke", out=tmp_path / "runs", figures=tmp_path / "figures")
     if sparsities is not None:
         panel.sparsities.value = sparsities
     if methods is not None:
         panel.methods.value = methods
+    return panel
+
+
+def _run_twice_and_check(tmp_path, artifacts, sparsities=None, methods=None):
+    panel = _panel(tmp_path, artifacts, sparsities, methods)
     assert set(panel.job.status["state"]) == {"missing"}
     started = _trained(panel)
     panel.run_button.click()
@@ -53,11 +59,7 @@ def _run_twice_and_check(tmp_path, artifacts, sparsities=None, methods=None):
     assert len(panel.results.children) == len(artifacts) and panel.live.value  # figures shown in the panel
     assert "completed" in panel.status_table.value
 
-    again = ArtifactPanel(artifacts, "smoke", out=tmp_path / "runs", figures=tmp_path / "figures")
-    if sparsities is not None:
-        again.sparsities.value = sparsities
-    if methods is not None:
-        again.methods.value = methods
+    again = _panel(tmp_path, artifacts, sparsities, methods)
     assert set(again.job.status["state"]) == {"cached"}
     started_again = _trained(again)
     again.run(wait=True)
