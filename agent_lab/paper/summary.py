@@ -30,8 +30,9 @@ def results_markdown(scale: str = "cpu", figures: str | Path = "figures") -> str
         figure = next((f for f in entry.get("files", ()) if f.endswith(".png")), None)
         folder = artifact_folder("figures", artifact, scale).as_posix()
         where = f"[`{folder}/{figure}`]({folder}/{figure})" if figure else f"`{folder}/`"
-        lines.append(f"**{artifact}** — {spec.title}. {len({r['run_dir'] for r in runs})} runs, seeds "
-                     f"{', '.join(map(str, seeds))}; {where}."
+        count = len({r["run_dir"] for r in runs})
+        lines.append(f"**{artifact}** — {spec.title}. {count} run{'s' if count != 1 else ''}, "
+                     f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}; {where}."
                      + (f" {entry['scale_note']}" if entry.get("scale_note") else ""))
         for verdict in entry.get("verdicts", []):
             lines.append(f"- *{verdict['verdict']}*: {verdict['claim']} ({verdict['evidence']})")
