@@ -312,7 +312,7 @@ def variance_curve(spec, measured: Measured, scale: str) -> Rendered:
     if curve is None:
         return Rendered({}, {spec.id: _no_data_figure(spec, "no finished AGENT run to measure")})
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    marks = [("c = 0 (SGD)", 0.0, curve["var_sgd"]), ("c*", curve["c_star"], curve["var_at_c_star"]),
+    marks = [("SGD: c", 0.0, curve["var_sgd"]), ("c*", curve["c_star"], curve["var_at_c_star"]),
              ("ĉ", curve["c_hat"], curve["var_at_c_hat"]), ("γĉ", curve["c_applied"], curve["var_at_c"])]
     if "var_old" in curve:  # the exact quadratic, over a range that holds every mark
         cs = [c for _, c, _ in marks if c is not None and not pd.isna(c)] + [1.0]
@@ -324,7 +324,7 @@ def variance_curve(spec, measured: Measured, scale: str) -> Rendered:
     ax.plot(grid, values, color="k", label="Var[g − c·g_old + c·g̃]")
     for name, c, value in marks:
         if c is not None and not pd.isna(c):
-            ax.plot([c], [value], "o", label=f"{name} = {c:.3g}")
+            ax.plot([c], [value], "o", label=f"{name} = {c:.3g} (variance {value:.3g})")
     ax.set(xlabel="c", ylabel="variance (trace)", title=spec.title)
     ax.legend(fontsize=7)
     fig.tight_layout()
