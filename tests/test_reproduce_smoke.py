@@ -96,6 +96,24 @@ def test_reproduce_resumes_an_interrupted_run(tmp_path):
     pd.testing.assert_series_equal(finished.history.iloc[0], partial.history.iloc[0])
 
 
+def test_ctrl_c_during_a_run_stops_the_whole_reproduction(tmp_path):
+    """train() turns Ctrl-C into an interrupted run; train_all must then start nothing more."""
+    from agent_lab.paper.reproduce import train_all
+
+    the_plan = plan(["fig7"], "smoke")
+    started = []
+
+    def on_event(event):
+        if event.kind == "start":
+            started.append(event.run.config.run_name())
+        if event.kind == "epoch" and len(started) == 1:
+            raise KeyboardInterrupt  # as Ctrl-C during the first run's second epoch
+
+    with pytest.raises(KeyboardInterrupt, match="4 of 4 run\\(s\\) are not finished"):
+        train_all(the_plan, tmp_path / "runs", progress=False, on_event=on_event)
+    assert len(started) == 1 and run_state(next(iter(the_plan.distinct.values())), tmp_path / "runs") == "interrupted"
+
+
 def test_a_killed_reproduce_resumes_and_finishes(tmp_path):
     command = [sys.executable, "-m", "agent_lab.cli", "reproduce", "fig7", "--scale", "smoke", "--quiet",
                "--out", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]

@@ -186,8 +186,8 @@ def train_all(the_plan: Plan, out: str | Path = "runs", *, progress: bool = True
         emit("cached" if cached else "done", run, result=result)
         bar.update(1)
 
-    def stopped() -> bool:
-        return stop is not None and stop.is_set()
+    def stopped() -> bool:  # a Stop, or a run interrupted by Ctrl-C (train() catches it): start nothing more
+        return (stop is not None and stop.is_set()) or any(r.status == "interrupted" for r in results.values())
 
     for key, run in distinct.items():
         if stopped():
