@@ -113,6 +113,16 @@ def save_figure(fig: plt.Figure, stem: str | Path, scale: str | None = None) -> 
     return paths
 
 
+def figure_png(fig: plt.Figure, dpi: int = 90) -> bytes:
+    """``fig`` as PNG bytes (for a widget), the figure closed."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def save_table(table: pd.DataFrame, stem: str | Path, scale: str | None = None) -> list[Path]:
     """Save ``table`` as ``stem.csv`` and ``stem.md``; returns both paths.
 

@@ -186,6 +186,8 @@ def plan_cost(the_plan, out: str | Path = "runs") -> pd.DataFrame:
 
 
 def format_seconds(seconds: float) -> str:
+    if seconds != seconds:  # nan: no estimate
+        return "?"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

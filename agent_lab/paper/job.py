@@ -93,7 +93,7 @@ class ReproduceJob:
             text += f" · {row['label']} seed {row['seed']}: epoch {row['epoch']}/{row['epochs']}"
         if done < len(self.status):
             eta = self.eta_seconds
-            text += f" · ETA ~{format_seconds(eta) if eta == eta else '?'}"
+            text += f" · ETA ~{format_seconds(eta)}"
         return text
 
     # -- running ----------------------------------------------------------------------------------

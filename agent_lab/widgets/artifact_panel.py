@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import io
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ from IPython.display import display
 from ..paper import ARTIFACTS
 from ..paper.job import FINISHED, ReproduceJob
 from ..paper.reproduce import RunEvent, arm_choices
-from ..reporting import SCALES, notebook_scale
+from ..paper.cost import format_seconds
+from ..reporting import SCALES, figure_png, notebook_scale
 
 STATE_COLORS = {"cached": "#2e7d32", "completed": "#2e7d32", "training": "#1565c0", "queued": "#6d6d6d",
                 "missing": "#6d6d6d", "interrupted": "#ef6c00", "waiting": "#6a1b9a", "diverged": "#c62828",
@@ -183,7 +183,7 @@ class ArtifactPanel:
         if self.job is None or (not force and time.monotonic() - self._last_draw < REDRAW_SECONDS):
             return
         self._last_draw = time.monotonic()
-        self.live.value = _png(self.job.live_figure())
+        self.live.value = figure_png(self.job.live_figure())
 
     def _ipython_display_(self) -> None:
         display(self.widget)
@@ -191,7 +191,7 @@ class ArtifactPanel:
 
 def status_html(status: pd.DataFrame) -> str:
     """The status table as HTML, each state coloured."""
-    table = status.assign(eta=[("" if state in FINISHED or eta != eta else _eta(eta))
+    table = status.assign(eta=[("" if state in FINISHED or eta != eta else format_seconds(eta))
                                for state, eta in zip(status["state"], status["eta_s"])])
     table = table.drop(columns=["eta_s"])
     table["epoch"] = [f"{e}/{n}" for e, n in zip(table["epoch"], table["epochs"])]
@@ -199,20 +199,6 @@ def status_html(status: pd.DataFrame) -> str:
     table["state"] = [f"<span style='color:{STATE_COLORS.get(s, '#000')}'><b>{html.escape(s)}</b></span>"
                       for s in table["state"]]
     return table.to_html(index=False, escape=False, border=0)
-
-
-def _eta(seconds: float) -> str:
-    from ..paper.cost import format_seconds
-    return format_seconds(seconds)
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def result_widget(result) -> widgets.Widget:

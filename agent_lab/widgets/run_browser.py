@@ -1,7 +1,6 @@
 """RunBrowser: pick stored runs by their config fields and compare their histories with seed bands."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -9,7 +8,7 @@ from IPython.display import display
 
 from ..experiments.compare import (X_AXES, field_text, history_columns, plot_seed_bands, run_histories, run_index, select_runs,
                                    varying_fields)
-from ..reporting import label_figure
+from ..reporting import figure_png, label_figure
 
 
 class RunBrowser:
@@ -72,11 +71,7 @@ class RunBrowser:
             return None
         self.message.value = ""
         self.figure = fig
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-        self.image.value = buffer.getvalue()
-        import matplotlib.pyplot as plt
-        plt.close(fig)
+        self.image.value = figure_png(fig)
         return fig
 
     def _ipython_display_(self) -> None:
