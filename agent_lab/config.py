@@ -22,6 +22,7 @@ from .diagnostics.in_training import DIAGNOSTICS
 from .errors import ConfigError
 from .models import MODEL_NAMES, is_valid_model_name
 from .optim.agent import COEFFICIENT_RULES
+from .precision import PRECISIONS
 from .optim.correction import CORRECTOR_RULES, OPTIMIZERS
 from .sparse.engine import GROWTH_MODES
 from .sparse.masks import DENSE_LAYER_POLICIES
@@ -47,6 +48,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "robust_eval": ("none", *EVAL_ATTACKS),
     "diagnostics": DIAGNOSTICS,
     "input_norm": ("dataset", "none"),
+    "precision": PRECISIONS,
+    "c_hat_source": ("refresh", "steps"),
 }
 
 # Datasets that cannot be found without a root directory given by the user.
@@ -198,6 +201,25 @@ class RunConfig:
     seed: int = field(default=0, metadata=_doc("random seed (model init, data order, augmentation)"))
     device: str = field(default="auto", metadata=_doc("auto, cpu, cuda or cuda:N", hash=False))
     tf32: bool = field(default=True, metadata=_doc("allow TF32 matmuls/convolutions on NVIDIA GPUs"))
+    # speed (see agent_lab.precision and the README's performance section)
+    precision: str = field(default="fp32", metadata=_doc(
+        "training arithmetic: fp32 (TF32 on NVIDIA GPUs as tf32 says), tf32 (TF32 required), bf16 (bfloat16 "
+        "autocast on CUDA and CPU); evaluations and diagnostics always run in float32", hash="when_set"))
+    channels_last: bool = field(default=False, metadata=_doc(
+        "channels-last memory format for the model's weights and the training inputs", hash="when_set"))
+    compile: bool = field(default=False, metadata=_doc(
+        "torch.compile the model (and AGENT's snapshot, once)", hash="when_set"))
+    fused_passes: bool = field(default=False, metadata=_doc(
+        "correcting optimizers: the gradients at theta and at the snapshot theta~ on the same batch in one "
+        "torch.func vmap call (each step; the refresh's gradient at theta and forward at theta~ alike)",
+        hash="when_set"))
+    c_hat_source: str = field(default="refresh", metadata=_doc(
+        "where AGENT's c_hat* comes from: refresh (Eq. 4: the losses at theta and theta~ over the refresh pass) "
+        "or steps (the loss pairs the epoch's steps computed anyway; no extra forward; a deviation from Eq. 4)",
+        hash="when_set"))
+    full_pass_fraction: float = field(default=1.0, metadata=_doc(
+        "fraction of the training set (shuffled batches) the refresh estimates g~ on; 1 = the full gradient",
+        hash="when_set"))
 
     def __post_init__(self) -> None:
         # Values from JSON or the CLI arrive as lists; keep the dataclass hashable and comparable.
@@ -277,12 +299,14 @@ def _check_number(cfg: RunConfig, name: str, kind: type, low: float | None = Non
 
 def _validate(cfg: RunConfig) -> None:
     for name in ("dataset", "model", "pipeline", "optimizer", "weight_decay_mode", "lr_schedule",
-                 "adversarial", "input_norm", "dense_layers", "attack_bn", "full_grad_objective", "diagnostics"):
+                 "adversarial", "input_norm", "dense_layers", "attack_bn", "full_grad_objective", "diagnostics",
+                 "precision", "c_hat_source"):
         _check_choice(cfg, name)
     for name in ("sparse_init", "growth", "coef_rule", "robust_eval"):
         if getattr(cfg, name) is not None:
             _check_choice(cfg, name)
-    for name in ("augment", "nesterov", "tf32", "skip_step_on_update", "mvr_adaptive", "full_pass_augment"):
+    for name in ("augment", "nesterov", "tf32", "skip_step_on_update", "mvr_adaptive", "full_pass_augment",
+                 "channels_last", "compile", "fused_passes"):
         if not isinstance(getattr(cfg, name), bool):
             _fail(name, getattr(cfg, name), "expected true or false")
     _check_number(cfg, "width", float, 0, None, low_open=True)
@@ -396,6 +420,17 @@ def _validate_correction(cfg: RunConfig) -> None:
     if not cfg.full_pass_augment and cfg.optimizer not in CORRECTOR_RULES:
         _fail("full_pass_augment", cfg.full_pass_augment,
               f"only applies to the correcting optimizers ({', '.join(CORRECTOR_RULES)})")
+    if cfg.precision == "tf32" and not cfg.tf32:
+        _fail("tf32", cfg.tf32, "precision 'tf32' needs TF32 allowed: leave tf32 true, or use precision 'fp32'")
+    _check_number(cfg, "full_pass_fraction", float, 0, 1, low_open=True)
+    snapshot_correctors = tuple(o for o in CORRECTOR_RULES if o != "agent-mvr")
+    for name, default in (("fused_passes", False), ("c_hat_source", "refresh"), ("full_pass_fraction", 1.0)):
+        if getattr(cfg, name) != default and cfg.optimizer not in snapshot_correctors:
+            _fail(name, getattr(cfg, name), "only applies to the snapshot-correcting optimizers "
+                  f"({', '.join(snapshot_correctors)}); optimizer is {cfg.optimizer!r}")
+    if cfg.fused_passes and cfg.full_grad_objective == "adversarial":
+        _fail("fused_passes", cfg.fused_passes, "the adversarial full-gradient objective attacks each model it is "
+              "evaluated at, which a batched call cannot do: use full_grad_objective 'clean' or fused_passes false")
     if cfg.mvr_adaptive and cfg.optimizer not in ("mvr", "agent-mvr"):
         _fail("mvr_adaptive", cfg.mvr_adaptive, "only applies to optimizers mvr and agent-mvr")
     if cfg.optimizer in MOMENTUM_FREE_OPTIMIZERS and cfg.momentum != 0:

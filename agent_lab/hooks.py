@@ -22,7 +22,8 @@ class Loop(Protocol):
 
     ``state`` carries the counters ``epoch`` (completed epochs), ``step`` (optimizer steps taken)
     and ``fwd_bwd``; ``count_passes(n)`` adds the example-level forward+backward passes of an
-    auxiliary pass to ``fwd_bwd``.
+    auxiliary pass to ``fwd_bwd``; ``step_loss`` is the detached training loss of the current step;
+    ``autocast()`` is the context the run's training passes run in (its ``precision``).
     """
 
     config: Any
@@ -33,7 +34,11 @@ class Loop(Protocol):
     objective: "Objective"
     state: Any
 
+    step_loss: torch.Tensor | None
+
     def count_passes(self, examples: int) -> None: ...
+
+    def autocast(self) -> Any: ...
 
 
 class Callback:
@@ -44,6 +49,12 @@ class Callback:
     def on_train_begin(self, trainer: "Loop") -> None: ...
 
     def on_epoch_begin(self, trainer: "Loop") -> None: ...
+
+    def backward(self, trainer: "Loop", batch: "Batch") -> "tuple[torch.Tensor, torch.Tensor] | None":
+        """Fill ``.grad`` for this batch in place of the loop's ``loss.backward()`` and return
+        ``(loss, logits)``; or return None (the default) to let the loop do it. The first callback
+        that returns a result wins."""
+        return None
 
     def before_optimizer_step(self, trainer: "Loop", batch: "Batch") -> None: ...
 

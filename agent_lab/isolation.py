@@ -58,13 +58,22 @@ def module_preserved(module: nn.Module, *, grads: bool = True) -> Iterator[None]
 
 
 def copy_without_grads(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` that leaves its ``.grad`` tensors out (they stay on ``model``)."""
+    """A deep copy of ``model`` that leaves its ``.grad`` tensors out (they stay on ``model``).
+
+    A compiled ``model`` (``nn.Module.compile``) gives a copy compiled on its own, compiled once here:
+    whether a plain deep copy rebinds the compiled forward to the copy is not promised across torch
+    versions, and calling the original's would read the original's parameters.
+    """
     params = list(model.parameters())
     grads = [p.grad for p in params]
     for p in params:
         p.grad = None
     try:
-        return copy.deepcopy(model)
+        duplicate = copy.deepcopy(model)
+        if getattr(model, "_compiled_call_impl", None) is not None:
+            duplicate._compiled_call_impl = None
+            duplicate.compile()
+        return duplicate
     finally:
         for p, g in zip(params, grads):
             p.grad = g

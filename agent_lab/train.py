@@ -28,6 +28,7 @@ from .data import make_loaders
 from .hooks import Batch, Callback, Objective
 from .models import check_model_fits
 from .optim import build_optimizer, build_scheduler
+from .precision import prepare_model, set_backend_precision, to_memory_format, training_autocast
 from .rng import capture_rng_state, restore_rng_state
 from .runs import HISTORY_COLUMNS  # noqa: F401  (re-exported: the loop's history columns)
 from .runs import (CHECKPOINT_FILE, META_FILE, DamagedRunError, RunFolder, RunResult, check_out_folder,
@@ -66,21 +67,25 @@ def _output_classes(model: torch.nn.Module) -> int:
 
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, loader) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` over one pass of ``loader`` (eval mode).
+    """Mean cross-entropy and accuracy of ``model`` over one pass of ``loader`` (eval mode, float32).
 
-    The model's train/eval mode is restored afterwards.
+    The sums stay on the model's device until the end (one host read per evaluation). The model's
+    train/eval mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.int64)
+    loss_sum = correct = None
     try:
         for x, y in loader.epoch(0):
             logits = model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").double().cpu()
-            correct += (logits.argmax(1) == y).sum().cpu()
+            batch_loss = F.cross_entropy(logits.float(), y, reduction="sum").double()
+            batch_correct = (logits.argmax(1) == y).sum()
+            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+            correct = batch_correct if correct is None else correct + batch_correct
     finally:
         model.train(was_training)
+    if loss_sum is None:
+        return float("nan"), float("nan")
     n = loader.num_examples
     return float(loss_sum) / n, float(correct) / n
 
@@ -97,6 +102,33 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _LaggedHostValue:
+    """Reads a device scalar on the host one check late, so the read never waits for the device.
+
+    On a CUDA device ``push(t)`` starts a non-blocking copy of ``t`` into pinned memory and returns
+    the value pushed at the previous call (its copy finished long ago), or None the first time. On the
+    CPU it returns ``t``'s value at once.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.pending: tuple[torch.Tensor, Any] | None = None
+
+    def push(self, value: torch.Tensor) -> float | None:
+        if not self.cuda:
+            return float(value)
+        previous = self.pending
+        host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+        host.copy_(value.detach(), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending = (host, event)
+        if previous is None:
+            return None
+        previous[1].synchronize()
+        return float(previous[0])
+
+
 class Trainer:
     """Owns the model, data loaders, optimizer, scheduler and callbacks of one run."""
 
@@ -105,7 +137,7 @@ class Trainer:
                  robust_monitor=None, divergence_loss: float | None = None):
         self.config = config
         self.device = device
-        self.model = model.to(device)
+        self.model = prepare_model(model.to(device), channels_last=config.channels_last, compile=config.compile)
         self.train_loader = train_loader
         self.test_loader = test_loader
         self.callbacks = list(callbacks)
@@ -116,6 +148,7 @@ class Trainer:
         self.state = TrainState()
         self.stop_reason = ""  # why the last run() stopped early (divergence), for the run's meta.json
         self.stop_event = None  # an object with is_set() (threading.Event): set, the run stops at the next step
+        self.step_loss: torch.Tensor | None = None  # the detached training loss of the current step
         self.divergence_loss = (divergence_threshold(_output_classes(self.model)) if divergence_loss is None
                                 else float(divergence_loss))
 
@@ -123,6 +156,10 @@ class Trainer:
     def count_passes(self, examples: int) -> None:
         """Add example-level forward+backward passes to ``fwd_bwd`` (auxiliary passes call this)."""
         self.state.fwd_bwd += int(examples)
+
+    def autocast(self):
+        """The context the run's training passes run in (bf16 autocast, or nothing)."""
+        return training_autocast(self.config.precision, self.device)
 
     @property
     def lr(self) -> float:
@@ -138,17 +175,34 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
-        checked_sum, checked_seen, checked_step = 0.0, 0, 0  # running sums at the last divergence check
+        # The divergence check reads the running loss sum every DIVERGENCE_CHECK_EVERY steps; on a GPU
+        # the value read is the previous check's (copied asynchronously), so no step waits for the device.
+        reader = _LaggedHostValue(self.device)
+        checks: list[tuple[int, int]] = []  # (seen, step) at each check, to name the window read back
+        checked_sum, checked_seen, checked_step = 0.0, 0, 0  # running sums at the last window judged
         last_lr = self.lr
+        channels_last = self.config.channels_last
         bar = tqdm(self.train_loader.epoch(epoch), total=len(self.train_loader), leave=False,
                    disable=not progress, desc=f"epoch {epoch + 1}")
         for step_in_epoch, (x, y) in enumerate(bar):
             if self.stop_event is not None and self.stop_event.is_set():
                 raise KeyboardInterrupt("stop requested")  # run() ends as interrupted: resumable
-            batch = self.objective.prepare(self.model, Batch(x, y, epoch, step_in_epoch))
+            x = to_memory_format(x, channels_last)
+            with self.autocast():
+                batch = self.objective.prepare(self.model, Batch(x, y, epoch, step_in_epoch))
             self.optimizer.zero_grad(set_to_none=True)
-            loss, logits = self.objective.loss(self.model, batch)
-            loss.backward()
+            result = None
+            for callback in self.callbacks:
+                result = callback.backward(self, batch)
+                if result is not None:
+                    break
+            if result is None:
+                with self.autocast():
+                    loss, logits = self.objective.loss(self.model, batch)
+                loss.backward()
+            else:
+                loss, logits = result
+            self.step_loss = loss.detach()
             self.count_passes(len(batch) * self.objective.passes_per_example)
             for callback in self.callbacks:
                 callback.before_optimizer_step(self, batch)
@@ -162,10 +216,14 @@ class Trainer:
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(batch)
             if (step_in_epoch + 1) % DIVERGENCE_CHECK_EVERY == 0:
-                window_loss = (float(loss_sum) - checked_sum) / (seen - checked_seen)
-                self._check_loss(window_loss, f"mean training loss of steps {checked_step + 1}-{step_in_epoch + 1} "
-                                              f"of epoch {epoch + 1}", float(loss_sum) / seen)
-                checked_sum, checked_seen, checked_step = float(loss_sum), seen, step_in_epoch + 1
+                checks.append((seen, step_in_epoch + 1))
+                value = reader.push(loss_sum)
+                if value is not None:
+                    judged_seen, judged_step = checks[-1] if not reader.cuda else checks[-2]
+                    window_loss = (value - checked_sum) / (judged_seen - checked_seen)
+                    self._check_loss(window_loss, f"mean training loss of steps {checked_step + 1}-{judged_step} "
+                                                  f"of epoch {epoch + 1}", value / judged_seen)
+                    checked_sum, checked_seen, checked_step = value, judged_seen, judged_step
         train_loss = float(loss_sum) / max(seen, 1)
         self._check_loss(train_loss, f"mean training loss of epoch {epoch + 1}", train_loss)
         return {"train_loss": train_loss, "train_acc": float(correct) / max(seen, 1), "lr": last_lr}
@@ -281,10 +339,7 @@ def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
     data_info = data_info_of(bundle)
     train_loader, test_loader = make_loaders(bundle, config.batch_size, eval_batch_size=config.eval_batch_size,
                                              seed=config.seed, device=device, augment=config.augment)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = config.tf32
-        torch.backends.cudnn.allow_tf32 = config.tf32
-        torch.backends.cudnn.benchmark = True
+    set_backend_precision(config.precision, config.tf32, device)
     # a width that cannot fit is refused from an estimate, before anything is allocated
     check_model_fits(config.model, data_info["num_classes"], config.width, in_channels=data_info["in_channels"],
                      device=device)

@@ -56,9 +56,22 @@ Semantics
   ``rng_state=capture_rng_state()`` taken just before the training forward to give the snapshot
   the training pass's dropout masks; without it the snapshot pass draws from the current state
   (then rolled back).
+* **Speed options** (off by default; the first two are documented deviations or approximations):
+  ``c_hat_from_steps``: ĉ* regresses the loss pairs (L(θ_t), L(θ̃)) that the steps since the last
+  refresh computed on their own batches (the training loss and the snapshot pass of
+  :meth:`correct_`), so the refresh skips its forwards at θ̃. Unlike Eq. 4, the pairs are taken at
+  the moving θ_t rather than at the θ of the refresh. ``fused``: the refresh takes the gradient at
+  θ and the loss at θ̃ of each batch in one ``torch.func.vmap`` call (the snapshot's gradient comes
+  along unused, or serves ``snapshot_gradient_on_refresh``), and :meth:`paired_backward_` does the
+  step's training backward and snapshot gradient in one call; the numbers are those of the
+  sequential passes up to float rounding (tested). The fraction of the training set a refresh
+  reads is the caller's: hand :meth:`refresh` fewer batches.
 * **Cost.** ``refresh`` reports ``fwd_bwd = N + N`` (N = examples) when a snapshot existed, else
-  ``N``: the forward-only ĉ* pass is counted as a whole pass (an over-count). ``correct_`` returns
-  the batch size (one forward+backward per example at θ̃), or 0 when skipped.
+  ``N`` (also with ``c_hat_from_steps``, unless ``snapshot_gradient_on_refresh`` asks for the pass
+  at θ̃): the forward-only ĉ* pass is counted as a whole pass (an over-count). ``correct_`` returns
+  the batch size (one forward+backward per example at θ̃; with ``c_hat_from_steps`` and ``c == 0`` a
+  forward only, counted whole), or 0 when skipped or when :meth:`paired_backward_` already paid for it
+  (its caller counts that pass).
 """
 from __future__ import annotations
 
@@ -73,6 +86,7 @@ from torch import nn
 
 from ..data.full_pass import ClassMixing, warn_if_class_sorted
 from ..isolation import copy_without_grads, module_preserved, rng_preserved
+from .fused import paired_gradients_of
 from ..rng import capture_rng_state, restore_rng_state  # re-exported: part of this module's API
 
 __all__ = ["COEFFICIENT_RULES", "GradientCorrector", "capture_rng_state", "restore_rng_state"]
@@ -163,6 +177,22 @@ def _check_real(name: str, value: Any, low: float | None, high: float | None, *,
     return float(value)
 
 
+def _with_aux(loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return loss, loss.detach()
+
+
+class _Network:
+    """What a loss function sees of the model inside a batched (vmap) call: ``network(x)`` only."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self._call = call
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self._call(x)
+
+
 # --------------------------------------------------------------------------------------------
 # The corrector
 # --------------------------------------------------------------------------------------------
@@ -217,6 +247,11 @@ class GradientCorrector:
         self._refresh_hooks: list[Callable[["GradientCorrector", dict[str, float]], None]] = []
         # Diagnostics (Fig. 26): also take the full gradient at the previous θ̃ on the refresh's batches.
         self.snapshot_gradient_on_refresh = False
+        # Speed options (see "Speed options" in the module docstring).
+        self.fused = False
+        self.c_hat_from_steps = False
+        self._step_losses: list[tuple[torch.Tensor, torch.Tensor]] = []  # (L(θ_t), L(θ̃)) since the last refresh
+        self._stashed: tuple[list[torch.Tensor | None], torch.Tensor] | None = None  # paired_backward_'s g(θ̃), L(θ̃)
 
     # ---------------------------------------------------------------- coefficient
 
@@ -251,14 +286,27 @@ class GradientCorrector:
         mixing = ClassMixing()
         acc_old = ([torch.zeros_like(p, memory_format=torch.preserve_format) for p in self._snap_params]
                    if had_snapshot and self.snapshot_gradient_on_refresh else None)
+        need_old = had_snapshot and (not self.c_hat_from_steps or acc_old is not None)
         snapshot_guard = (module_preserved(self._snapshot) if had_snapshot else contextlib.nullcontext())
         with rng_preserved(), module_preserved(model), snapshot_guard:
             for x, y in batches:
                 n = _batch_size(x, y)
                 mixing.update(y)
-                batch_rng = capture_rng_state() if had_snapshot else None
+                if need_old and self.fused:
+                    self._sync_modes()
+                    losses, _, grads, grads_old = self._paired(lambda m: _with_aux(_scalar_loss(loss_fn(m, x, y))))
+                    with torch.no_grad():
+                        for i, name in enumerate(self._names):
+                            acc[i].add_(grads[name], alpha=n)
+                            if acc_old is not None:
+                                acc_old[i].add_(grads_old[name], alpha=n)
+                    losses_cur.append(losses[0])
+                    losses_old.append(losses[1])
+                    examples += n
+                    continue
+                batch_rng = capture_rng_state() if need_old else None
                 losses_cur.append(_accumulate_gradient(model, self._params, loss_fn, x, y, acc, n))
-                if had_snapshot:
+                if need_old:
                     after = capture_rng_state()
                     restore_rng_state(batch_rng)
                     self._sync_modes()
@@ -274,7 +322,12 @@ class GradientCorrector:
             raise ValueError("refresh: batches is empty (it must be the whole training set, each batch once)")
         warn_if_class_sorted(mixing, "GradientCorrector.refresh")
 
-        c_star = _loss_regression(losses_cur, losses_old) if had_snapshot else math.nan
+        if self.c_hat_from_steps:
+            pairs, self._step_losses = self._step_losses, []
+            c_star = (_loss_regression([p[0] for p in pairs], [p[1] for p in pairs]) if had_snapshot and pairs
+                      else math.nan)
+        else:
+            c_star = _loss_regression(losses_cur, losses_old) if had_snapshot else math.nan
         if not math.isnan(c_star):
             self.c_hat = (1.0 - self.alpha) * self.c_hat + self.alpha * c_star
         self.c_hat_star = c_star
@@ -294,7 +347,7 @@ class GradientCorrector:
                     self._apply_mask(i, keep)
         self.refreshes += 1
         report = {"c_hat_star": c_star, "c_hat": self.c_hat, "c": self.c, "examples": examples,
-                  "fwd_bwd": examples + (examples if had_snapshot else 0),
+                  "fwd_bwd": examples + (examples if need_old else 0),
                   "snapshot_gradient": None if acc_old is None else [a.div_(examples) for a in acc_old]}
         for hook in self._refresh_hooks:
             hook(self, report)
@@ -310,37 +363,87 @@ class GradientCorrector:
 
     # ---------------------------------------------------------------- correction
 
-    def correct_(self, x: Any, y: Any, loss_fn: LossFn, *, rng_state: dict[str, Any] | None = None) -> int:
+    def correct_(self, x: Any, y: Any, loss_fn: LossFn, *, rng_state: dict[str, Any] | None = None,
+                 live_loss: torch.Tensor | None = None) -> int:
         """ĝ = g - c·g_old + c·g̃ into the live ``.grad``; returns the example-level passes spent.
 
         Call after ``loss.backward()`` on batch ``(x, y)`` and before ``optimizer.step()``.
         Parameters whose ``.grad`` is None are skipped. No-op (returns 0) before the first refresh
         and whenever ``c == 0``. ``rng_state`` (from :func:`capture_rng_state` just before the
-        training forward) replays the training pass's randomness in the snapshot pass.
+        training forward) replays the training pass's randomness in the snapshot pass. With
+        ``c_hat_from_steps``, ``live_loss`` (the batch's training loss) is required: it is paired
+        with the loss at θ̃ on the same batch for the next ĉ* (when ``c == 0`` the loss at θ̃ is
+        then taken by a forward only). After :meth:`paired_backward_` on the same batch the
+        snapshot gradient it computed is used and no pass is spent here.
         """
+        stashed, self._stashed = self._stashed, None
         if self._snapshot is None:
             return 0
+        if self.c_hat_from_steps and live_loss is None:
+            raise ValueError("correct_: c_hat_from_steps needs live_loss, the batch's training loss")
         c = self.c
         if c == 0.0:
-            return 0
+            if not self.c_hat_from_steps:
+                return 0
+            with rng_preserved(), module_preserved(self._snapshot), torch.no_grad():
+                if rng_state is not None:
+                    restore_rng_state(rng_state)
+                self._sync_modes()
+                self._step_losses.append((live_loss.detach(), _scalar_loss(loss_fn(self._snapshot, x, y)).detach()))
+            return _batch_size(x, y)
         active = [i for i, p in enumerate(self._params) if p.grad is not None]
         if not active:
             return 0
-        snap_params = [self._snap_params[i] for i in active]
-        with rng_preserved(), module_preserved(self._snapshot):
-            if rng_state is not None:
-                restore_rng_state(rng_state)
-            self._sync_modes()
-            with torch.enable_grad():
-                loss = _scalar_loss(loss_fn(self._snapshot, x, y))
-                old_grads = torch.autograd.grad(loss, snap_params, allow_unused=True)
+        passes = 0
+        if stashed is not None:
+            all_old, loss = stashed
+            old_grads = [all_old[i] for i in active]
+        else:
+            snap_params = [self._snap_params[i] for i in active]
+            with rng_preserved(), module_preserved(self._snapshot):
+                if rng_state is not None:
+                    restore_rng_state(rng_state)
+                self._sync_modes()
+                with torch.enable_grad():
+                    loss = _scalar_loss(loss_fn(self._snapshot, x, y))
+                    old_grads = torch.autograd.grad(loss, snap_params, allow_unused=True)
+            passes = _batch_size(x, y)
+        if self.c_hat_from_steps:
+            self._step_losses.append((live_loss.detach(), loss.detach()))
         with torch.no_grad():
             for i, g_old in zip(active, old_grads):
                 delta = self._full_grad[i].clone() if g_old is None else self._full_grad[i] - g_old
                 if i in self._partial:
                     delta.mul_(self._correctable[i])
                 self._params[i].grad.add_(delta, alpha=c)
-        return _batch_size(x, y)
+        return passes
+
+    def paired_backward_(self, loss_fn: Callable[[Any], tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, Any] | None:
+        """The training backward and the snapshot gradient of :meth:`correct_` in one batched call.
+
+        ``loss_fn(model)`` returns ``(mean loss, aux)`` of the step's batch (``model`` is a callable
+        that runs the network at θ or at θ̃; see :func:`~agent_lab.optim.fused.paired_gradients_of`).
+        Adds g(θ) to the live ``.grad`` (as ``loss.backward()`` would; BN running statistics updated
+        as by one ordinary forward) and keeps g(θ̃) and the loss at θ̃ for the :meth:`correct_` that
+        follows on the same batch. Returns ``(loss at θ, aux at θ)``, or None (nothing done) before
+        the first refresh and when ``c == 0``: the caller then runs its ordinary backward.
+        """
+        if self._snapshot is None or self.c == 0.0:
+            return None
+        losses, aux, grads, grads_old = self._paired(loss_fn)  # the snapshot's buffers are only read
+        with torch.no_grad():
+            for name, p in zip(self._names, self._params):
+                if p.grad is None:
+                    p.grad = grads[name].clone()
+                else:
+                    p.grad.add_(grads[name])
+        self._stashed = ([grads_old[n] for n in self._names], losses[1])
+        return losses[0], aux
+
+    def _paired(self, loss_fn: Callable[[Any], tuple[torch.Tensor, Any]]):
+        other = dict(zip(self._names, self._snap_params))
+        return paired_gradients_of(self.model, other, dict(self._snapshot.named_buffers()),
+                                   lambda call: loss_fn(_Network(call)))
 
     # ---------------------------------------------------------------- sparse training
 
@@ -397,6 +500,7 @@ class GradientCorrector:
             "snapshot": None,
             "full_grad": None,
             "correctable": None,
+            "step_losses": [[float(a), float(b)] for a, b in self._step_losses],
         }
         if self._snapshot is not None:
             state["snapshot"] = {
@@ -438,6 +542,11 @@ class GradientCorrector:
         self.c_hat = float(state["c_hat"])
         self.c_hat_star = float(state["c_hat_star"])
         self.refreshes = int(state["refreshes"])
+        device = self._params[0].device
+        self._step_losses = [(torch.tensor(a, dtype=torch.float64, device=device),
+                              torch.tensor(b, dtype=torch.float64, device=device))
+                             for a, b in state.get("step_losses", [])]
+        self._stashed = None
 
     # ---------------------------------------------------------------- internals
 

@@ -19,9 +19,18 @@ so g̃ is an unbiased estimate of the full gradient of the augmented objective, 
 step's g(θ̃) estimates, and E[g(θ̃) − g̃] = 0 holds as Eq. 2 needs. ``full_pass_augment=False``
 uses the clean images (A-BSR-Net). A resumed run replays its passes exactly. Every extra
 forward/backward is added to ``fwd_bwd``.
+
+Speed options (config fields; see ``GradientCorrector``): ``fused_passes`` computes each step's
+training gradient and snapshot gradient in one vmap call (the loop's ``backward`` hook; the refresh
+then runs first in the step, which changes nothing: it leaves the live model, its buffers and the
+RNG as it found them), and pairs the refresh's passes the same way; ``c_hat_source='steps'`` takes
+ĉ* from the steps' own loss pairs; ``full_pass_fraction`` < 1 estimates g̃ on the first
+⌈fraction · batches⌉ batches of the shuffled pass (a random class-mixed subset, at least 2
+batches). Every pass runs in the run's precision (``trainer.autocast()``).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -50,6 +59,8 @@ class CorrectionCallback(Callback):
         self.full_pass_loader = full_pass_loader
         self.sparsifier = sparsifier
         self.epoch_c_hat_star = math.nan  # ĉ* of the refresh(es) of the current epoch
+        self.full_pass_fraction = 1.0
+        self._refreshed_at = -1  # the step whose refresh has run (fused passes refresh in backward)
 
     def on_train_begin(self, trainer) -> None:
         if self.sparsifier is not None:
@@ -60,16 +71,43 @@ class CorrectionCallback(Callback):
     def on_epoch_begin(self, trainer) -> None:
         self.epoch_c_hat_star = math.nan
 
-    def before_optimizer_step(self, trainer, batch: Batch) -> None:
+    def _batch_loss(self, trainer, batch: Batch):
         def loss_fn(model, x, y):  # the batch's own (adversarial) examples: the same for g(θ) and g(θ̃)
-            return trainer.objective.loss(model, Batch(x, y, batch.epoch, batch.step, batch.x_adv))[0]
+            with trainer.autocast():
+                return trainer.objective.loss(model, Batch(x, y, batch.epoch, batch.step, batch.x_adv))[0]
+        return loss_fn
 
-        if self.corrector is not None and trainer.state.step % self.refresh_every == 0:
-            full_loss, passes = self._full_pass_objective(trainer)
-            report = self.corrector.refresh(self.full_pass_loader.epoch(trainer.state.step), full_loss)
-            trainer.count_passes(report["fwd_bwd"] * passes)
-            if not math.isnan(report["c_hat_star"]):
-                self.epoch_c_hat_star = report["c_hat_star"]
+    def _refresh_if_due(self, trainer) -> None:
+        step = trainer.state.step
+        if self.corrector is None or step % self.refresh_every != 0 or self._refreshed_at == step:
+            return
+        self._refreshed_at = step
+        full_loss, passes = self._full_pass_objective(trainer)
+        batches = self.full_pass_loader.epoch(step)
+        if self.full_pass_fraction < 1.0:
+            batches = itertools.islice(batches, max(2, math.ceil(self.full_pass_fraction * len(self.full_pass_loader))))
+        report = self.corrector.refresh(batches, full_loss)
+        trainer.count_passes(report["fwd_bwd"] * passes)
+        if not math.isnan(report["c_hat_star"]):
+            self.epoch_c_hat_star = report["c_hat_star"]
+
+    def backward(self, trainer, batch: Batch):
+        if self.corrector is None or not self.corrector.fused:
+            return None
+        self._refresh_if_due(trainer)
+
+        def loss_and_logits(model):
+            with trainer.autocast():
+                return trainer.objective.loss(model, batch)
+
+        result = self.corrector.paired_backward_(loss_and_logits)
+        if result is not None:  # the snapshot's half of the paired call
+            trainer.count_passes(len(batch) * trainer.objective.loss_passes_per_example)
+        return result
+
+    def before_optimizer_step(self, trainer, batch: Batch) -> None:
+        loss_fn = self._batch_loss(trainer, batch)
+        self._refresh_if_due(trainer)
         if self.sparsifier is not None and self.sparsifier.will_update():
             self.sparsifier.record_dense_gradients(
                 {name: p.grad.detach().clone() for name, p in self.sparsifier.params.items() if p.grad is not None})
@@ -79,8 +117,9 @@ class CorrectionCallback(Callback):
                 for group in trainer.optimizer.param_groups:
                     group["lr"] = self.mvr.lr
         else:
-            trainer.count_passes(self.corrector.correct_(batch.x, batch.y, loss_fn)
-                                 * trainer.objective.loss_passes_per_example)
+            passes = self.corrector.correct_(batch.x, batch.y, loss_fn,
+                                             live_loss=trainer.step_loss if self.corrector.c_hat_from_steps else None)
+            trainer.count_passes(passes * trainer.objective.loss_passes_per_example)
 
     def _full_pass_objective(self, trainer):
         """The loss of the full-gradient pass and its passes per example.
@@ -92,15 +131,22 @@ class CorrectionCallback(Callback):
         """
         objective = trainer.objective
         if trainer.config.adversarial == "none":
-            return (lambda model, x, y: objective.loss(model, Batch(x, y, 0, 0))[0]), 1
+            def standard_loss(model, x, y):
+                with trainer.autocast():
+                    return objective.loss(model, Batch(x, y, 0, 0))[0]
+            return standard_loss, 1
         if trainer.config.full_grad_objective == "clean":
-            return (lambda model, x, y: F.cross_entropy(model(x), y)), 1
+            def clean_loss(model, x, y):
+                with trainer.autocast():
+                    return F.cross_entropy(model(x), y)
+            return clean_loss, 1
         position = {"step": 0}
 
         def adversarial_loss(model, x, y):
             if model is trainer.model:  # the live model comes first on each batch; θ̃ reuses its seed
                 position["step"] += 1
-            return objective.loss(model, Batch(x, y, -1 - trainer.state.step, position["step"]))[0]
+            with trainer.autocast():
+                return objective.loss(model, Batch(x, y, -1 - trainer.state.step, position["step"]))[0]
 
         return adversarial_loss, objective.passes_per_example
 
@@ -144,4 +190,9 @@ def build_correction(config, trainer, sparsifier=None) -> CorrectionCallback | N
                                      augment=train_loader.augment and config.full_pass_augment,
                                      flip=train_loader.flip, pad=train_loader.pad, device=trainer.device)
     refresh_every = config.refresh_every or len(trainer.train_loader)
-    return CorrectionCallback(corrector, mvr, refresh_every, full_pass, sparsifier)
+    callback = CorrectionCallback(corrector, mvr, refresh_every, full_pass, sparsifier)
+    if corrector is not None:
+        corrector.fused = config.fused_passes
+        corrector.c_hat_from_steps = config.c_hat_source == "steps"
+        callback.full_pass_fraction = config.full_pass_fraction
+    return callback

@@ -25,14 +25,15 @@ the same dropout mask, as the "same batch" of a variance-reduced estimate wants.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, grad, vmap
+from torch.utils._pytree import tree_map
 
-__all__ = ["paired_gradients"]
+__all__ = ["paired_gradients", "paired_gradients_of"]
 
 
 def paired_gradients(model: nn.Module, other_params: Mapping[str, torch.Tensor],
@@ -54,6 +55,27 @@ def paired_gradients(model: nn.Module, other_params: Mapping[str, torch.Tensor],
     ordinary forward would update them if ``update_live_buffers`` (see the module docstring);
     ``other_buffers`` are never modified. ``randomness`` is ``vmap``'s: ``"same"`` (default) gives both
     copies the same dropout mask, ``"different"`` independent ones.
+    """
+    def loss_of(call: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = loss_fn_logits(call(x), y)
+        return loss, loss.detach()
+
+    losses, _, grads_live, grads_other = paired_gradients_of(
+        model, other_params, other_buffers, loss_of, update_live_buffers=update_live_buffers, randomness=randomness)
+    return losses[0], grads_live, grads_other
+
+
+def paired_gradients_of(model: nn.Module, other_params: Mapping[str, torch.Tensor],
+                        other_buffers: Mapping[str, torch.Tensor],
+                        loss_of: Callable[[Callable[[torch.Tensor], torch.Tensor]], tuple[torch.Tensor, Any]],
+                        *, update_live_buffers: bool = True, randomness: str = "same",
+                        ) -> tuple[torch.Tensor, Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """:func:`paired_gradients` for any loss: ``loss_of(call)`` returns ``(loss, aux)``, where ``call(x)``
+    runs the model (at whichever of the two parameter sets is being mapped) and may be called several
+    times (TRADES calls it on the clean and on the adversarial inputs).
+
+    Returns ``(losses, aux_live, grads_live, grads_other)``: the detached losses at the live and the
+    other parameters (a tensor of 2), the live copy's ``aux`` (e.g. its logits) and the gradients.
     """
     named_params = dict(model.named_parameters())
     trainable = [n for n, p in named_params.items() if p.requires_grad]
@@ -84,11 +106,12 @@ def paired_gradients(model: nn.Module, other_params: Mapping[str, torch.Tensor],
     # torch.stack copies, so the in-place running-stat updates land in these fresh tensors only.
     buffers = {n: stacked(b, other_buffers.get(n), "other_buffers", n) for n, b in named_buffers.items()}
 
-    def loss_at(params: dict[str, torch.Tensor], rest: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = functional_call(model, {**params, **rest}, (x,))
-        return loss_fn_logits(logits, y)
+    def loss_at(params: dict[str, torch.Tensor], rest: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        state = {**params, **rest}
+        loss, aux = loss_of(lambda inputs: functional_call(model, state, (inputs,)))
+        return loss, (loss.detach(), aux)
 
-    grads, losses = vmap(grad_and_value(loss_at), in_dims=(0, 0), randomness=randomness)(
+    grads, (losses, aux) = vmap(grad(loss_at, has_aux=True), in_dims=(0, 0), randomness=randomness)(
         diff, {**fixed, **buffers})
 
     if update_live_buffers:
@@ -97,4 +120,5 @@ def paired_gradients(model: nn.Module, other_params: Mapping[str, torch.Tensor],
                 b.copy_(buffers[n][0])
     grads_live = {n: g[0] for n, g in grads.items()}
     grads_other = {n: g[1] for n, g in grads.items()}
-    return losses[0].detach(), grads_live, grads_other
+    aux_live = tree_map(lambda t: t[0] if isinstance(t, torch.Tensor) else t, aux)
+    return losses, aux_live, grads_live, grads_other
