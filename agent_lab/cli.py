@@ -118,14 +118,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{len(numbers)} numbers of {numbers['artifact'].nunique()} tables written to {args.numbers}")
         return 0
     counts = paper_numbers().groupby("artifact").size()
-    states = costs = None
+    states = costs = timings = None
+    if args.timings is not None and not args.cost:
+        raise ValueError("--timings: only with --cost (the timings price the runs)")
     if args.scale is not None or args.cost:
         from .paper.reproduce import plan, run_state
         the_plan = plan(["all"], args.scale or "cpu", seeds=args.seeds)
         states = {key: run_state(run, args.out) for key, run in the_plan.distinct.items()}
         if args.cost:
-            from .paper.cost import format_seconds, plan_cost
-            frame = plan_cost(the_plan, args.out)
+            from .paper.cost import format_seconds, load_timings, plan_cost
+            timings = None if args.timings is None else load_timings(args.timings)
+            frame = plan_cost(the_plan, args.out, timings)
             costs = dict(zip(the_plan.distinct, frame["seconds"]))
         print(f"scale {the_plan.scale.name}: {the_plan.scale.description}; run store {args.out}")
     for spec in ARTIFACTS.values():
@@ -140,13 +143,17 @@ def cmd_list(args: argparse.Namespace) -> int:
             cached = sum(states[k] in ("completed", "diverged") for k in keys)
             line = f"         runs: {len(keys)} needed, {cached} cached, {len(keys) - cached} to train"
             if costs is not None:
-                line += f", ~{format_seconds(sum(costs[k] for k in keys))} on this machine"
+                line += f", ~{format_seconds(sum(costs[k] for k in keys))} " + (
+                    "on this machine" if timings is None else "at the given timings")
             note = spec.note(the_plan.scale.name)
             print(line + (f" ({note})" if note else ""))
-    if costs is not None:
+    if costs is not None and timings is not None:
+        print(f"total (shared runs once): ~{format_seconds(sum(costs.values()))} on the machine {args.timings} "
+              f"was measured on ({len(costs)} distinct runs; models it did not time are priced on this CPU).")
+    elif costs is not None:
         print(f"total (shared runs once): ~{format_seconds(sum(costs.values()))} on this machine's CPU "
-              f"({len(costs)} distinct runs). GPU: not measured here; a GPU takes this divided by its speed-up "
-              "over this CPU (time `agent-lab train --epochs 1` on both).")
+              f"({len(costs)} distinct runs). For a GPU, run `python benchmarks/suite.py` there and pass its "
+              "JSON with --timings.")
     return 0
 
 
@@ -316,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also show the runs each artifact needs at this scale, cached and to train")
     listing.add_argument("--cost", action="store_true",
                          help="also estimate the time of the runs to train on this machine [scale default: cpu]")
+    listing.add_argument("--timings", default=None, metavar="JSON",
+                         help="with --cost: price the runs at the per-model, per-method epoch times that "
+                              "benchmarks/suite.py measured on another machine (a GPU)")
     listing.add_argument("--seeds", type=int, default=None, help="seeds per arm [default: the scale's]")
     listing.add_argument("--out", default="runs", help="the run store [default: runs]")
     listing.set_defaults(handler=cmd_list)

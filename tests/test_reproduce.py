@@ -111,7 +111,38 @@ def test_list_shows_runs_needed_cached_and_the_cost(tmp_path, capsys, monkeypatc
     assert main(["list", "--scale", "smoke", "--cost", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "fig7 " in out and "runs: 4 needed, 0 cached, 4 to train, ~" in out
-    assert "total (shared runs once)" in out and "GPU: not measured here" in out
+    assert "total (shared runs once)" in out and "benchmarks/suite.py" in out
+
+
+def test_timings_price_each_run_at_its_measured_epoch_time(tmp_path, capsys):
+    the_plan = plan(["fig7", "fig17"], "smoke")
+    runs = list(the_plan.distinct.values())
+    width = runs[0].config.width
+    timings = {"vgg16": {"width": width, "sgd": 1e-3, "agent": 4e-3, "at": 1e-2, "at+agent": 1.3e-2}}
+    frame = cost_module.plan_cost(the_plan, tmp_path, timings).set_index("run")
+    for run in runs:
+        config = run.config
+        per_example = {("sgd", "none"): 1e-3, ("agent", "none"): 4e-3, ("sgd", "at"): 1e-2,
+                       ("agent", "at"): 1.3e-2}[(config.optimizer, config.adversarial)]
+        epochs, (train_n, test_n) = config.epochs, (config.train_subset, config.test_subset)
+        expected = epochs * (train_n * per_example + test_n / 3 * 1e-3)
+        if config.robust_eval not in (None, "none"):
+            assert frame.loc[config.run_name(), "seconds"] > expected  # plus the robust evaluations
+        else:
+            assert frame.loc[config.run_name(), "seconds"] == pytest.approx(expected)
+    config = runs[0].config
+    assert cost_module.timed_example_seconds(config.replace(optimizer="mvr", momentum=0.0), timings) == (2e-3, 1e-3)
+    assert cost_module.timed_example_seconds(config.replace(adversarial="trades"), timings)[0] == pytest.approx(
+        1e-2 * 12 / 11)
+    assert cost_module.timed_example_seconds(config.replace(width=1.0), timings) is None  # another width
+    path = tmp_path / "suite.json"
+    path.write_text('{"timings": ' + str(timings).replace("'", '"') + "}")
+    assert main(["list", "--scale", "smoke", "--cost", "--timings", str(path), "--out", str(tmp_path)]) == 0
+    assert "at the given timings" in capsys.readouterr().out
+    assert main(["list", "--timings", str(path)]) == 2
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["list", "--scale", "smoke", "--cost", "--timings", str(tmp_path / "bad.json")]) == 2
+    assert "no 'timings'" in capsys.readouterr().err
 
 
 def test_bad_artifacts_and_seeds_are_refused_in_one_line(tmp_path, capsys):

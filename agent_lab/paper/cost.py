@@ -20,9 +20,11 @@ The estimate of a run is ``epochs left × passes per epoch × seconds per exampl
   restarts on the ~half still robust) at each of its epochs;
 * **epochs left**: 0 for a cached run, the rest of an interrupted one.
 
-It is a CPU estimate for this machine (its torch threads). There is no GPU here to measure the
-ratio: a GPU run takes the estimate divided by the GPU's speed-up over this CPU, which ``agent-lab
-train --epochs 1`` on both machines gives.
+It is a CPU estimate for this machine (its torch threads). For another machine (a GPU), give the
+timings that ``benchmarks/suite.py`` measured there (``agent-lab list --cost --timings FILE``): each
+training run then costs ``epochs × training examples × seconds per example-epoch`` of its model and
+method as measured (an AGENT epoch with its refresh, an AT epoch with its attacks), and evaluation
+costs passes at the measured SGD rate (see :func:`timed_example_seconds`).
 """
 from __future__ import annotations
 
@@ -146,13 +148,44 @@ def _pass_seconds(config, measured: dict[tuple, float]) -> float:
     return seconds_per_pass(config.model, config.width, classes, image, config.batch_size)
 
 
-def run_seconds(run: Run, epochs_left: int, measured: dict[tuple, float] | None = None) -> float:
+# How the methods a benchmark times stand for every optimizer and objective: (timed method, factor).
+# MVR's epoch is two passes to SGD's one; AGENT+MVR five to AGENT's four; TRADES' attack-plus-loss is
+# 12 passes to AT's 11.
+_TIMED_AS = {"sgd": ("sgd", 1.0), "adam": ("sgd", 1.0), "mvr": ("sgd", 2.0), "agent-mvr": ("agent", 5 / 4)}
+_CORRECTING = ("agent", "svrg", "fixed-c", "no-gamma", "reduce-lr")
+
+
+def timed_example_seconds(config, timings: dict) -> tuple[float, float] | None:
+    """``(seconds per training example per epoch, seconds per example pass)`` of ``config`` from a
+    benchmark's ``timings`` (``{model: {"width": w, method: seconds per example-epoch}}``, methods
+    ``sgd``, ``agent``, ``at``, ``at+agent``), or None when its model was not timed at its width. The
+    pass rate is SGD's."""
+    per_model = timings.get(config.model)
+    if not per_model or "sgd" not in per_model or float(per_model.get("width", -1)) != float(config.width):
+        return None
+    optimizer = config.optimizer
+    method, factor = _TIMED_AS.get(optimizer, ("agent", 1.0) if optimizer in _CORRECTING else ("sgd", 1.0))
+    if config.adversarial != "none":
+        method = "at+agent" if method == "agent" else "at"
+        factor = 12 / 11 if config.adversarial == "trades" else 1.0
+    if method not in per_model:
+        return None
+    return per_model[method] * factor, per_model["sgd"]
+
+
+def run_seconds(run: Run, epochs_left: int, measured: dict[tuple, float] | None = None,
+                timings: dict | None = None) -> float:
     config = run.config
     if epochs_left <= 0:
         return 0.0
-    per_pass = _pass_seconds(config, measured or {})
     train, test = _sizes(config)
-    seconds = epochs_left * (train * passes_per_epoch(config) + test / 3) * per_pass
+    timed = timed_example_seconds(config, timings) if timings else None
+    if timed is not None:
+        per_example, per_pass = timed
+        seconds = epochs_left * (train * per_example + test / 3 * per_pass)
+    else:
+        per_pass = _pass_seconds(config, measured or {})
+        seconds = epochs_left * (train * passes_per_epoch(config) + test / 3) * per_pass
     robust = config.robust_eval if config.robust_eval not in (None, "none") else None
     if robust is not None:
         if config.robust_eval_epochs:
@@ -166,8 +199,17 @@ def run_seconds(run: Run, epochs_left: int, measured: dict[tuple, float] | None 
     return seconds
 
 
-def plan_cost(the_plan, out: str | Path = "runs") -> pd.DataFrame:
-    """Per distinct run of ``the_plan``: state, epochs left and the estimated seconds on this machine."""
+def load_timings(path: str | Path) -> dict:
+    """The ``timings`` a ``benchmarks/suite.py`` JSON holds (``{model: {method: seconds per example-epoch}}``)."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data.get("timings"), dict):
+        raise ValueError(f"{path}: no 'timings' mapping (write it with benchmarks/suite.py)")
+    return data["timings"]
+
+
+def plan_cost(the_plan, out: str | Path = "runs", timings: dict | None = None) -> pd.DataFrame:
+    """Per distinct run of ``the_plan``: state, epochs left and the estimated seconds (on this machine,
+    or on the machine ``timings`` were measured on)."""
     from .reproduce import run_state
     from ..runs import load_run, run_dir_for
 
@@ -181,7 +223,7 @@ def plan_cost(the_plan, out: str | Path = "runs") -> pd.DataFrame:
         elif state == "interrupted":
             left = run.config.epochs - len(load_run(run_dir_for(run.config, out), verify="none").history)
         rows.append({"run": run.config.run_name(), "state": state, "epochs_left": left,
-                     "seconds": run_seconds(run, left, measured)})
+                     "seconds": run_seconds(run, left, measured, timings)})
     return pd.DataFrame(rows, columns=["run", "state", "epochs_left", "seconds"])
 
 
