@@ -3,10 +3,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
-
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
-
 
 def test_the_smoke_set_measures_every_method_and_precision(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("suite", SUITE)
