@@ -15,7 +15,8 @@ round, the median over rounds, so the load of the moment cancels):
 3. **Time- and fwd_bwd-to-accuracy**, SGD against AGENT on the CIFAR-10 subset: from the committed
    cpu-scale histories of Fig. 4 (``figures/fig4/histories_cpu.csv``) on the CPU; trained here on
    the GPU set (``cifar10-mini``, 30 epochs, one seed per arm).
-4. **Projected cost** per family: every distinct run of ``agent-lab reproduce <family> --scale S``
+4. **Host synchronisations** (CUDA only): how many an AGENT epoch makes, dense, RigL and BSR.
+5. **Projected cost** per family: every distinct run of ``agent-lab reproduce <family> --scale S``
    priced at the measured epoch times (each model at its fastest measured precision): the paper
    scale on the GPU set, the cpu scale (whose models the CPU set times) on the CPU set;
    ``agent-lab list --scale paper --cost --timings <this JSON>`` prints the same per artifact.
@@ -127,6 +128,36 @@ def throughput(spec: dict, device: str, rounds: int) -> pd.DataFrame:
                              "passes_per_image": passes[method] / images[method],
                              "rounds": times[method]})
             del trainers
+    return pd.DataFrame(rows)
+
+
+def sync_check(device: str, model: str, width: float) -> pd.DataFrame | None:
+    """CUDA only: host synchronisations an AGENT epoch makes (torch's sync debug mode), per pipeline.
+
+    The refresh reads ĉ*'s losses once and the divergence check reads one value every 20 steps (one
+    check late, from pinned memory); anything more is a synchronisation inside the step."""
+    import warnings
+
+    if torch.device(device).type != "cuda":
+        return None
+    rows = []
+    for pipeline, extra in (("dense", {}), ("rigl", {"pipeline": "rigl", "sparsity": 0.9}),
+                            ("bsr", {"pipeline": "bsr", "sparsity": 0.9})):
+        config = RunConfig(dataset="cifar10-mini", test_subset=100, model=model, width=width, epochs=1000,
+                           batch_size=128, lr=0.05, lr_schedule="constant", device=device, optimizer="agent",
+                           precision="bf16", **extra)
+        trainer, _ = prepare(config)
+        _epoch(trainer)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                _epoch(trainer)
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+        messages = [str(w.message).split("\n")[0] for w in caught]
+        rows.append({"pipeline": pipeline, "steps": len(trainer.train_loader), "syncs": len(messages),
+                     "first": messages[0] if messages else ""})
     return pd.DataFrame(rows)
 
 
@@ -243,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     table = throughput(spec, args.device, args.rounds or spec["rounds"])
     ratio_table = ratios(table)
     tta = time_to_accuracy(spec["tta"], args.device)
+    syncs = sync_check(args.device, *spec["models"][0])
     timings = timings_of(table)
     projected = projection(timings, spec["projection"]) if spec["projection"] else None
     pd.set_option("display.width", 200)
@@ -272,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         check_table["met"] = check_table.measured <= check_table.limit
         print("\ntargets")
         print(check_table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if syncs is not None:
+        print("\nhost synchronisations in one AGENT epoch (bf16)")
+        print(syncs.to_string(index=False))
     if tta is not None:
         print(f"\ntime- and fwd_bwd-to-accuracy, mean over seeds ({tta.attrs['origin']})")
         print(tta.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -288,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "set": args.set, "machine": machine, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "throughput": table.to_dict("records"), "ratios": ratio_table.to_dict("records"),
         "targets": checks, "time_to_accuracy": None if tta is None else tta.to_dict("records"),
+        "syncs": None if syncs is None else syncs.to_dict("records"),
         "timings": {m: {k: v for k, v in t.items() if k != "precision"} for m, t in timings.items()},
         "timings_precision": {m: t["precision"] for m, t in timings.items()},
         "projection": None if projected is None else projected.to_dict("records"),
