@@ -66,7 +66,7 @@ SETS = {
                        ("wrn-28-4", 1.0)],
             "images": 4000, "at_images": 1000, "epochs_per_round": 2, "rounds": 3,
             "methods": ["sgd", "agent", "agent-options", "at", "at+agent"], "precisions": ["fp32", "bf16", "bf16+cl"],
-            "fused_models": ["vgg16", "resnet18", "wrn-28-4"], "tta": "train",
+            "fused_models": ["vgg16", "resnet18", "wrn-28-4"], "tta": {"model": "vgg16", "width": 1.0, "epochs": 30},
             "projection": "paper"},
 }
 TARGETS = {"cpu": {"agent/sgd": 3.0, "agent-options/sgd": 2.3},
@@ -188,8 +188,9 @@ def ratios(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def time_to_accuracy(source: str | None, device: str) -> pd.DataFrame | None:
-    """Mean epochs, seconds and passes for SGD and AGENT to reach accuracy levels both reach."""
+def time_to_accuracy(source: str | dict | None, device: str) -> pd.DataFrame | None:
+    """Mean epochs, seconds and passes for SGD and AGENT to reach accuracy levels both reach: from the
+    stored cpu-scale histories (``"stored"``) or trained here (``{"model", "width", "epochs"}``)."""
     from agent_lab.paper.claims import accuracy_levels, epochs_to_reach
 
     if source is None:
@@ -207,13 +208,15 @@ def time_to_accuracy(source: str | None, device: str) -> pd.DataFrame | None:
         frames = []
         with tempfile.TemporaryDirectory() as out:
             for label, optimizer in (("SGD", "sgd"), ("AGENT", "agent")):
-                config = RunConfig(dataset="cifar10-mini", model="vgg16", epochs=30, batch_size=128, lr=0.05,
-                                   lr_schedule="cosine", optimizer=optimizer, device=device, precision="bf16", seed=0)
+                config = RunConfig(dataset="cifar10-mini", model=source["model"], width=source["width"],
+                                   epochs=source["epochs"], batch_size=128, lr=0.05, lr_schedule="cosine",
+                                   optimizer=optimizer, device=device, precision="bf16", seed=0)
                 history = train(config, out=out, progress=False).history.assign(label=label, seed=0, run=label)
                 frames.append(history)
         curves = pd.concat(frames, ignore_index=True)
         curves["test_acc"] *= 100
-        origin = "cifar10-mini, VGG-16, 30 epochs, bf16, seed 0, trained by this suite"
+        origin = (f"cifar10-mini, {source['model']} width {source['width']:g}, {source['epochs']} epochs, bf16, "
+                  "seed 0, trained by this suite")
     levels = accuracy_levels(curves, count=4)
     rows = []
     for x in ("epoch", "wall_time", "fwd_bwd"):

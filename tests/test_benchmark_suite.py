@@ -26,3 +26,26 @@ def test_the_smoke_set_measures_every_method_and_precision(tmp_path, capsys):
     timings = data["timings"]["vgg16"]
     assert timings["width"] == 0.0625 and timings["agent"] > timings["sgd"] > 0
     assert "agent/sgd" in capsys.readouterr().out
+
+
+def _suite():
+    spec = importlib.util.spec_from_file_location("suite", SUITE)
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    return suite
+
+
+def test_the_gpu_sets_trained_time_to_accuracy_and_paper_projection_run_on_a_cpu(monkeypatch):
+    from agent_lab.paper import cost as cost_module
+
+    suite = _suite()
+    tta = suite.time_to_accuracy({"model": "vgg16", "width": 0.0625, "epochs": 2}, "cpu")
+    assert set(tta.x) == {"epoch", "wall_time", "fwd_bwd"} and {"SGD", "AGENT"} <= set(tta.columns)
+    monkeypatch.setattr(cost_module, "seconds_per_pass", lambda *args, **kwargs: 1e-3)
+    monkeypatch.setattr(cost_module, "pass_ratio", lambda *args, **kwargs: 1.0)
+    timings = {"vgg16": {"width": 1.0, "precision": "bf16", "sgd": 1e-4, "agent": 4e-4, "at": 1e-3,
+                         "at+agent": 1.2e-3}}
+    projected = suite.projection(timings, "paper").set_index("family")
+    assert set(projected.index) == {"bsr", "itop", "rigl", "diagnostics"}
+    assert "vgg16" not in projected.loc["bsr", "models_not_timed"] and "wrn-28-4" in projected.loc["bsr", "models_not_timed"]
+    assert (projected.hours > 0).all() and projected.hours_not_shared_before.sum() <= projected.hours.sum()
