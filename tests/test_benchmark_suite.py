@@ -25,8 +25,8 @@ def test_the_smoke_set_measures_every_method_and_precision(tmp_path, capsys):
     assert ratios[("fp32", "agent/sgd")] > 1 and ("bf16", "sgd: bf16/fp32") in ratios
     timings = data["timings"]["vgg16"]
     assert timings["width"] == 0.0625 and timings["agent"] > timings["sgd"] > 0
-    floor = data["floors"][0]
-    assert 0 < floor["forward_share"] < 1 and floor["agent_floor"] == 3 + floor["forward_share"]
+    arithmetic = data["pass_arithmetic"][0]
+    assert 0 < arithmetic["forward_share"] < 1 and arithmetic["agent_passes"] == 3 + arithmetic["forward_share"]
     assert "agent/sgd" in capsys.readouterr().out
 
 
