@@ -26,6 +26,9 @@ def crop_flip(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, flip
     """
     batch, _, height, width = images.shape
     device = images.device
+    if device.type == "cuda":  # one pinned, non-blocking transfer: the step never waits for the copy
+        packed = torch.stack([rows, cols, flips.to(rows.dtype)]).pin_memory().to(device, non_blocking=True)
+        rows, cols, flips = packed[0], packed[1], packed[2].bool()
     padded = F.pad(images, (pad, pad, pad, pad)) if pad else images
     # windows[b, c, r, k] is the H x W window of image b, channel c, at offset (r, k): a view, no copy.
     windows = padded.unfold(2, height, 1).unfold(3, width, 1)
