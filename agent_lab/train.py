@@ -396,8 +396,11 @@ def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info:
         trainer.restore(_resume_checkpoint(folder, trainer.device))
     else:
         folder.start_over()
+    execution = {"precision": config.precision, "autocast": "bfloat16" if config.precision == "bf16" else None,
+                 "channels_last": config.channels_last, "compile": config.compile,
+                 "fused_passes": config.fused_passes}
     folder.begin(config.to_dict(), {"seed": config.seed, "config_hash": config.config_hash(), "data": data_info,
-                                    **environment_info(trainer.device)})
+                                    "execution": execution, **environment_info(trainer.device)})
 
     def save(trainer: Trainer, status: str = "running", new_checkpoint: bool = True, **meta: Any) -> None:
         """Only a completed epoch is checkpointed (``status="running"``): a run that stops keeps the

@@ -3,6 +3,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
 
 def test_the_smoke_set_measures_every_method_and_precision(tmp_path, capsys):
@@ -37,6 +39,7 @@ def _suite():
     return suite
 
 
+@pytest.mark.slow
 def test_the_gpu_sets_trained_time_to_accuracy_and_paper_projection_run_on_a_cpu(monkeypatch):
     from agent_lab.paper import cost as cost_module
 

@@ -259,6 +259,13 @@ def test_resume_is_exact_with_the_speed_options(changes, tiny_config, tmp_path):
                                   straight.history.drop(columns=WALL_CLOCK), check_exact=True)
 
 
+def test_the_run_meta_records_how_it_computed(tiny_config, tmp_path):
+    result = train(tiny_config.replace(epochs=1, precision="bf16", channels_last=True), out=tmp_path, progress=False)
+    assert result.meta["execution"] == {"precision": "bf16", "autocast": "bfloat16", "channels_last": True,
+                                        "compile": False, "fused_passes": False}
+    assert "cuda_matmul_allow_tf32" in result.meta["precision"]
+
+
 def test_bf16_autocasts_the_training_passes_only(tiny_config, tmp_path):
     config = tiny_config.replace(epochs=1, optimizer="agent", precision="bf16")
     trainer, _ = prepare(config)
