@@ -68,13 +68,16 @@ def _print_history(result) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .distributed import init_from_environment
     from .train import train
 
     config = config_from_args(args)
-    result = train(config, out=args.out, resume=not args.no_resume, progress=not args.quiet,
+    rank, _ = init_from_environment(config.device)  # under torchrun: one rank of a data-parallel run
+    result = train(config, out=args.out, resume=not args.no_resume, progress=not args.quiet and rank == 0,
                    lock_timeout=args.lock_timeout)
-    _print_history(result)
-    print(f"status: {result.status}\nrun folder: {result.run_dir}")
+    if rank == 0:
+        _print_history(result)
+        print(f"status: {result.status}\nrun folder: {result.run_dir}")
     return EXIT_INTERRUPTED if result.status == "interrupted" else 0
 
 

@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["GlobalBatchNorm", "all_reduce_mean_", "convert_batch_norms", "init_from_environment", "is_distributed",
-           "shard_bounds", "world"]
+__all__ = ["GlobalBatchNorm", "all_reduce_mean_", "all_reduce_sum_", "barrier", "broadcast_value",
+           "convert_batch_norms", "init_from_environment", "is_distributed", "shard_bounds", "world"]
 
 
 def is_distributed() -> bool:
@@ -83,13 +83,57 @@ def all_reduce_mean_(tensors: Sequence[torch.Tensor], weight: float = 1.0) -> No
         offset += n
 
 
+def all_reduce_sum_(tensors: Sequence[torch.Tensor]) -> None:
+    """Replace each tensor by its sum over ranks (one flat all-reduce); no-op in a single process."""
+    if not is_distributed() or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
+    dist.all_reduce(flat)
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        t.copy_(flat[offset:offset + n].view_as(t))
+        offset += n
+
+
+def broadcast_value(value, source: int = 0):
+    """``value`` as rank ``source`` holds it, on every rank (any picklable object); itself in one process."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=source)
+    return box[0]
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) with its gradient: every rank's output depends on every rank's input, so the
+    gradient reaching each rank's input is the sum of the gradients at every rank's output."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose train-mode statistics are those of the global batch over every rank.
 
     Drop-in for ``BatchNorm1d/2d`` (same parameters, buffers and state-dict keys). In eval mode, or
     in one process, it is ordinary BatchNorm. In train mode across ranks it all-reduces the
-    per-channel count, sum and sum of squares (``torch.distributed.nn.functional.all_reduce``, so the
-    backward reduces the gradients of the statistics too), normalises with the global mean and
+    per-channel count, sum and sum of squares (differentiably: the backward reduces the gradients of
+    the statistics too), normalises with the global mean and
     biased variance, and updates the running statistics with the unbiased global variance, as one
     process would on the concatenated batch.
     """
@@ -101,15 +145,13 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not (self.training and is_distributed()):
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce
-
         self._check_input_dim(input)
         dims = [0] + list(range(2, input.dim()))
         shape = [1, -1] + [1] * (input.dim() - 2)
         x = input.float()
         wide = x.double()  # sums in float64: E[x²] - E[x]² loses no precision to cancellation
         count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float64, device=x.device)
-        stats = all_reduce(torch.cat([count, wide.sum(dims), (wide * wide).sum(dims)]))
+        stats = _SumOverRanks.apply(torch.cat([count, wide.sum(dims), (wide * wide).sum(dims)]))
         n = stats[0]
         channels = x.shape[1]
         mean = stats[1:1 + channels] / n

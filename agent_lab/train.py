@@ -21,9 +21,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .adversarial import build_objective, build_robust_monitor
+from .errors import ConfigError
 from .build import (build_callbacks, build_model_for, data_info_of, load_bundle,  # noqa: F401  (re-exported)
                     resolve_device, seed_everything)
 from .config import RunConfig
+from .distributed import all_reduce_mean_, all_reduce_sum_, broadcast_value, convert_batch_norms, world
 from .data import make_loaders
 from .hooks import Batch, Callback, Objective
 from .models import check_model_fits
@@ -85,9 +87,11 @@ def evaluate_model(model: torch.nn.Module, loader) -> tuple[float, float]:
     finally:
         model.train(was_training)
     if loss_sum is None:
-        return float("nan"), float("nan")
+        loss_sum = correct = torch.zeros((), dtype=torch.float64)
+    totals = torch.stack([loss_sum.double(), correct.double()])
+    all_reduce_sum_([totals])  # data-parallel ranks each evaluated their part of every batch
     n = loader.num_examples
-    return float(loss_sum) / n, float(correct) / n
+    return float(totals[0]) / n, float(totals[1]) / n
 
 
 @dataclass
@@ -105,18 +109,18 @@ class TrainState:
 class _LaggedHostValue:
     """Reads a device scalar on the host one check late, so the read never waits for the device.
 
-    On a CUDA device ``push(t)`` starts a non-blocking copy of ``t`` into pinned memory and returns
-    the value pushed at the previous call (its copy finished long ago), or None the first time. On the
-    CPU it returns ``t``'s value at once.
+    On a CUDA device ``push(t)`` starts a non-blocking copy of the 1-D tensor ``t`` into pinned memory
+    and returns the values pushed at the previous call (their copy finished long ago), or None the
+    first time. On the CPU it returns ``t``'s values at once.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
         self.pending: tuple[torch.Tensor, Any] | None = None
 
-    def push(self, value: torch.Tensor) -> float | None:
+    def push(self, value: torch.Tensor) -> list[float] | None:
         if not self.cuda:
-            return float(value)
+            return value.tolist()
         previous = self.pending
         host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
         host.copy_(value.detach(), non_blocking=True)
@@ -126,7 +130,7 @@ class _LaggedHostValue:
         if previous is None:
             return None
         previous[1].synchronize()
-        return float(previous[0])
+        return previous[0].tolist()
 
 
 class Trainer:
@@ -149,6 +153,7 @@ class Trainer:
         self.stop_reason = ""  # why the last run() stopped early (divergence), for the run's meta.json
         self.stop_event = None  # an object with is_set() (threading.Event): set, the run stops at the next step
         self.step_loss: torch.Tensor | None = None  # the detached training loss of the current step
+        self.rank, self.world_size = world()
         self.divergence_loss = (divergence_threshold(_output_classes(self.model)) if divergence_loss is None
                                 else float(divergence_loss))
 
@@ -178,10 +183,12 @@ class Trainer:
         # The divergence check reads the running loss sum every DIVERGENCE_CHECK_EVERY steps; on a GPU
         # the value read is the previous check's (copied asynchronously), so no step waits for the device.
         reader = _LaggedHostValue(self.device)
-        checks: list[tuple[int, int]] = []  # (seen, step) at each check, to name the window read back
-        checked_sum, checked_seen, checked_step = 0.0, 0, 0  # running sums at the last window judged
+        checks: list[int] = []  # the step of each check, to name the window read back
+        checked_sum, checked_seen, checked_step = 0.0, 0.0, 0  # running sums at the last window judged
+        passes_before = self.state.fwd_bwd
         last_lr = self.lr
         channels_last = self.config.channels_last
+        params = [p for p in self.model.parameters() if p.requires_grad]
         bar = tqdm(self.train_loader.epoch(epoch), total=len(self.train_loader), leave=False,
                    disable=not progress, desc=f"epoch {epoch + 1}")
         for step_in_epoch, (x, y) in enumerate(bar):
@@ -202,6 +209,8 @@ class Trainer:
                 loss.backward()
             else:
                 loss, logits = result
+            if self.world_size > 1:  # the global batch's mean gradient, as one process would have it
+                all_reduce_mean_([p.grad for p in params if p.grad is not None], weight=len(batch))
             self.step_loss = loss.detach()
             self.count_passes(len(batch) * self.objective.passes_per_example)
             for callback in self.callbacks:
@@ -216,17 +225,25 @@ class Trainer:
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(batch)
             if (step_in_epoch + 1) % DIVERGENCE_CHECK_EVERY == 0:
-                checks.append((seen, step_in_epoch + 1))
-                value = reader.push(loss_sum)
+                checks.append(step_in_epoch + 1)
+                totals = torch.stack([loss_sum, loss_sum.new_tensor(float(seen))])
+                all_reduce_sum_([totals])
+                value = reader.push(totals)
                 if value is not None:
-                    judged_seen, judged_step = checks[-1] if not reader.cuda else checks[-2]
-                    window_loss = (value - checked_sum) / (judged_seen - checked_seen)
+                    judged_step = checks[-1] if not reader.cuda else checks[-2]
+                    total_loss, total_seen = value
+                    window_loss = (total_loss - checked_sum) / (total_seen - checked_seen)
                     self._check_loss(window_loss, f"mean training loss of steps {checked_step + 1}-{judged_step} "
-                                                  f"of epoch {epoch + 1}", value / judged_seen)
-                    checked_sum, checked_seen, checked_step = value, judged_seen, judged_step
-        train_loss = float(loss_sum) / max(seen, 1)
+                                                  f"of epoch {epoch + 1}", total_loss / total_seen)
+                    checked_sum, checked_seen, checked_step = total_loss, total_seen, judged_step
+        totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(float(seen)),
+                              loss_sum.new_tensor(float(self.state.fwd_bwd - passes_before))])
+        all_reduce_sum_([totals])
+        total_loss, total_correct, total_seen, passes = totals.tolist()
+        self.state.fwd_bwd = passes_before + int(round(passes))  # every rank's passes
+        train_loss = total_loss / max(total_seen, 1)
         self._check_loss(train_loss, f"mean training loss of epoch {epoch + 1}", train_loss)
-        return {"train_loss": train_loss, "train_acc": float(correct) / max(seen, 1), "lr": last_lr}
+        return {"train_loss": train_loss, "train_acc": total_correct / max(total_seen, 1), "lr": last_lr}
 
     def _check_loss(self, value: float, what: str, train_loss: float, limit: float | None = None) -> None:
         limit = self.divergence_loss if limit is None else limit
@@ -332,19 +349,47 @@ class Trainer:
         return history_frame(self.state.history)
 
 
+def check_data_parallel(config: RunConfig, world_size: int) -> None:
+    """Refuse, in one line, what a run split over ``world_size`` ranks does not do (yet): each would
+    need its own reduction over the ranks."""
+    from .adversarial.monitor import resolved_robust_eval
+
+    refused = {
+        "fused_passes": (config.fused_passes, "a vmap'd pass cannot hold the ranks' collectives"),
+        "diagnostics": (config.diagnostics != "none", "the diagnostics are not reduced over ranks"),
+        "robust_eval": (resolved_robust_eval(config) != "none", "the robust evaluation is not reduced over "
+                        "ranks: set robust_eval none and run agent-lab evaluate on the finished run"),
+        "optimizer": (config.optimizer in ("mvr", "agent-mvr"), "MVR's previous-iterate gradient is not "
+                      "reduced over ranks"),
+    }
+    for name, (bad, why) in refused.items():
+        if bad:
+            raise ConfigError(f"RunConfig.{name}: {getattr(config, name)!r} is invalid with {world_size} ranks; {why}")
+
+
 def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:
     """Load the data, build the model and the trainer of ``config`` (nothing is written to disk)."""
     device = resolve_device(config.device)
+    rank, world_size = world()
+    if world_size > 1:
+        check_data_parallel(config, world_size)
     bundle = load_bundle(config)
     data_info = data_info_of(bundle)
     train_loader, test_loader = make_loaders(bundle, config.batch_size, eval_batch_size=config.eval_batch_size,
-                                             seed=config.seed, device=device, augment=config.augment)
+                                             seed=config.seed, device=device, augment=config.augment,
+                                             shard=(rank, world_size))
+    smallest = len(train_loader.labels) % config.batch_size or config.batch_size
+    if smallest < world_size:
+        raise ConfigError(f"RunConfig.batch_size: {config.batch_size} gives a batch of {smallest} examples, fewer "
+                          f"than the {world_size} ranks: every rank needs at least one example of every batch")
     set_backend_precision(config.precision, config.tf32, device)
     # a width that cannot fit is refused from an estimate, before anything is allocated
     check_model_fits(config.model, data_info["num_classes"], config.width, in_channels=data_info["in_channels"],
                      device=device)
     seed_everything(config.seed)
     model = build_model_for(config, data_info)
+    if world_size > 1:  # batch statistics of the global batch (agent_lab.distributed)
+        model = convert_batch_norms(model)
     trainer = Trainer(config, model, train_loader, test_loader, device, objective=build_objective(config),
                       robust_monitor=build_robust_monitor(config, test_loader))
     trainer.callbacks.extend(build_callbacks(config, trainer))
@@ -377,6 +422,8 @@ def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resum
     if not isinstance(config, RunConfig):
         config = RunConfig.from_dict(dict(config))
     folder = RunFolder(run_dir_for(config, check_out_folder(out)))
+    if world()[1] > 1:
+        return _train_data_parallel(folder, config, resume, progress, stop_after_epoch, lock_timeout, on_epoch)
     if resume and (cached := folder.served()) is not None:
         return cached
 
@@ -389,16 +436,44 @@ def train(config: RunConfig | dict[str, Any], out: str | Path = "runs", *, resum
         return _train_in(folder, config, trainer, data_info, resume, progress, stop_after_epoch, on_epoch)
 
 
+def _train_data_parallel(folder: RunFolder, config: RunConfig, resume: bool, progress: bool,
+                         stop_after_epoch: int | None, lock_timeout: float | None,
+                         on_epoch: Callable[[dict[str, Any]], None] | None) -> RunResult:
+    """One run over the ranks of a ``torchrun`` job: rank 0 holds the folder's lock and alone writes the
+    folder; it tells the others whether the run is cached, resumed from its checkpoint or new, and
+    every rank then trains (or returns the cached run) in step."""
+    rank = world()[0]
+    trainer, data_info = prepare(config)
+    if rank == 0:
+        with folder.open(timeout=lock_timeout, notify=tqdm.write):
+            if resume and (cached := folder.served()) is not None:
+                broadcast_value("cached")
+                return cached
+            return _train_in(folder, config, trainer, data_info, resume, progress, stop_after_epoch, on_epoch,
+                             decided=broadcast_value)
+    decision = broadcast_value(None)
+    if decision == "cached":
+        return folder.served()
+    if decision == "resume":
+        trainer.restore(_resume_checkpoint(folder, trainer.device))
+    status = trainer.run(progress=False, stop_after_epoch=stop_after_epoch)
+    return RunResult(config=config, run_dir=folder.path, history=trainer.history(), status=status, meta={})
+
+
 def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info: dict[str, Any], resume: bool,
               progress: bool, stop_after_epoch: int | None,
-              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-    if resume and (folder.path / CHECKPOINT_FILE).exists():
+              on_epoch: Callable[[dict[str, Any]], None] | None = None,
+              decided: Callable[[str], Any] | None = None) -> RunResult:
+    resumed = resume and (folder.path / CHECKPOINT_FILE).exists()
+    if decided is not None:  # data-parallel: the other ranks resume from the same checkpoint, or start
+        decided("resume" if resumed else "fresh")
+    if resumed:
         trainer.restore(_resume_checkpoint(folder, trainer.device))
     else:
         folder.start_over()
     execution = {"precision": config.precision, "autocast": "bfloat16" if config.precision == "bf16" else None,
                  "channels_last": config.channels_last, "compile": config.compile,
-                 "fused_passes": config.fused_passes}
+                 "fused_passes": config.fused_passes, "ranks": trainer.world_size}
     folder.begin(config.to_dict(), {"seed": config.seed, "config_hash": config.config_hash(), "data": data_info,
                                     "execution": execution, **environment_info(trainer.device)})
 

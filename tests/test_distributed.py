@@ -59,7 +59,7 @@ def _worker(rank, world_size, init_file, results):
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("world_size", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_global_batch_norm_over_ranks_equals_one_process_on_the_whole_batch(world_size, tmp_path):
     mp.spawn(_worker, args=(world_size, str(tmp_path / "init"), str(tmp_path)), nprocs=world_size, join=True)
     torch.manual_seed(0)

@@ -262,7 +262,7 @@ def test_resume_is_exact_with_the_speed_options(changes, tiny_config, tmp_path):
 def test_the_run_meta_records_how_it_computed(tiny_config, tmp_path):
     result = train(tiny_config.replace(epochs=1, precision="bf16", channels_last=True), out=tmp_path, progress=False)
     assert result.meta["execution"] == {"precision": "bf16", "autocast": "bfloat16", "channels_last": True,
-                                        "compile": False, "fused_passes": False}
+                                        "compile": False, "fused_passes": False, "ranks": 1}
     assert "cuda_matmul_allow_tf32" in result.meta["precision"]
 
 

@@ -40,14 +40,15 @@ class ClassSortedBatchesWarning(UserWarning):
 
 def full_pass_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, seed: int,
                      augment: bool = False, flip: bool = True, pad: int = 4, drop_last: bool = False,
-                     device: str | torch.device = "cpu") -> InMemoryLoader:
+                     device: str | torch.device = "cpu", shard: tuple[int, int] = (0, 1)) -> InMemoryLoader:
     """A loader whose ``epoch(key)`` is one shuffled pass over ``images`` (see the module docstring).
 
     ``augment`` applies the training augmentation (crop with ``pad``, flip when ``flip``), drawn
-    from its own stream; ``drop_last`` drops the last partial batch (equal-size batches).
+    from its own stream; ``drop_last`` drops the last partial batch (equal-size batches); ``shard``
+    keeps a data-parallel rank's part of each batch (:class:`InMemoryLoader`).
     """
     return InMemoryLoader(images, labels, batch_size, shuffle=True, augment=augment, flip=flip, pad=pad,
-                          drop_last=drop_last, seed=seed, device=device, stream="full-pass")
+                          drop_last=drop_last, seed=seed, device=device, stream="full-pass", shard=shard)
 
 
 class ClassMixing:

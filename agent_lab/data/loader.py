@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import torch
 
+from ..distributed import shard_bounds
 from .augment import crop_flip, crop_flip_params
 from .bundle import DatasetBundle, Split
 from .sampling import check_batch_size, check_step, epoch_order, num_batches
@@ -31,6 +32,11 @@ class InMemoryLoader:
     Torch's global random state is never used. ``stream`` names the random streams: ``"train"``
     for training epochs, ``"full-pass"`` for the extra passes over the training set (AGENT's
     refresh, diagnostics), whose orders are independent of the training epochs'.
+
+    ``shard=(rank, world_size)`` (data-parallel training): every rank draws the same global batch,
+    order and augmentation included, and keeps its own contiguous slice of it
+    (:func:`agent_lab.distributed.shard_bounds`), so the ranks' slices together are exactly the
+    one-process batch. ``len`` and ``num_examples`` stay those of the global epoch.
     """
 
     def __init__(
@@ -47,6 +53,7 @@ class InMemoryLoader:
         seed: int = 0,
         device: str | torch.device = "cpu",
         stream: str = "train",
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         Split(images, labels)  # validates dtypes, shapes and lengths
         check_batch_size(batch_size)
@@ -64,6 +71,9 @@ class InMemoryLoader:
         self.batch_size = batch_size
         self.shuffle, self.augment, self.flip, self.pad = shuffle, augment, flip, pad
         self.drop_last, self.seed = drop_last, seed
+        rank, world_size = shard
+        shard_bounds(1, rank, world_size)  # validates the shard
+        self.shard = (int(rank), int(world_size))
         self._cached_order: tuple[int, torch.Tensor | None] | None = None
 
     def __len__(self) -> int:
@@ -83,16 +93,17 @@ class InMemoryLoader:
         """Batch ``step`` of ``epoch``, identical to what ``epoch(epoch)`` yields at that step."""
         check_step(step, len(self))
         order = self._order(epoch)
-        start, stop = step * self.batch_size, (step + 1) * self.batch_size
+        start, stop = step * self.batch_size, min((step + 1) * self.batch_size, len(self.labels))
+        lo, hi = shard_bounds(stop - start, *self.shard)
         if order is None:
-            images, labels = self.images[start:stop], self.labels[start:stop]
+            images, labels = self.images[start + lo:start + hi], self.labels[start + lo:start + hi]
         else:
-            indices = order[start:stop]
+            indices = order[start + lo:start + hi]
             images, labels = self.images[indices], self.labels[indices]
-        if self.augment:
+        if self.augment:  # drawn for the global batch, then this shard's part
             generator = torch_generator(self._augment_stream, self.seed, epoch, step)
-            rows, cols, flips = crop_flip_params(len(images), self.pad, self.flip, generator)
-            images = crop_flip(images, rows, cols, flips, self.pad)
+            rows, cols, flips = crop_flip_params(stop - start, self.pad, self.flip, generator)
+            images = crop_flip(images, rows[lo:hi], cols[lo:hi], flips[lo:hi], self.pad)
         return images.to(torch.float32).div_(255.0), labels
 
     def __iter__(self) -> Iterator[Batch]:
@@ -119,6 +130,7 @@ def make_loaders(
     device: str | torch.device,
     augment: bool = True,
     num_workers: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ):
     """The training loader (shuffled, augmented with ``bundle.flip``) and the test loader
     (natural order, no augmentation) of ``bundle``. ``num_workers`` applies to streaming
@@ -126,10 +138,12 @@ def make_loaders(
     check_batch_size(eval_batch_size, "eval_batch_size")
     if isinstance(bundle.train, Split):
         train = InMemoryLoader(bundle.train.images, bundle.train.labels, batch_size, shuffle=True,
-                               augment=augment, flip=bundle.flip, seed=seed, device=device)
+                               augment=augment, flip=bundle.flip, seed=seed, device=device, shard=shard)
         test = InMemoryLoader(bundle.test.images, bundle.test.labels, eval_batch_size, shuffle=False,
-                              augment=False, seed=seed, device=device)
+                              augment=False, seed=seed, device=device, shard=shard)
         return train, test
+    if shard[1] > 1:
+        raise ValueError(f"data-parallel training reads in-memory data sets; {bundle.name!r} is streamed")
     from .streaming import StreamingLoader  # deferred for start-up cost: only streamed data sets need it
 
     common = dict(seed=seed, device=device, num_workers=num_workers, image_size=bundle.image_size)

@@ -85,6 +85,7 @@ import torch
 from torch import nn
 
 from ..data.full_pass import ClassMixing, warn_if_class_sorted
+from ..distributed import all_reduce_mean_, all_reduce_sum_, is_distributed
 from ..isolation import copy_without_grads, module_preserved, rng_preserved
 from .fused import paired_gradients_of
 from ..rng import capture_rng_state, restore_rng_state  # re-exported: part of this module's API
@@ -283,6 +284,7 @@ class GradientCorrector:
         losses_cur: list[torch.Tensor] = []
         losses_old: list[torch.Tensor] = []
         examples = 0
+        batch_sizes: list[int] = []
         mixing = ClassMixing()
         acc_old = ([torch.zeros_like(p, memory_format=torch.preserve_format) for p in self._snap_params]
                    if had_snapshot and self.snapshot_gradient_on_refresh else None)
@@ -291,6 +293,7 @@ class GradientCorrector:
         with rng_preserved(), module_preserved(model), snapshot_guard:
             for x, y in batches:
                 n = _batch_size(x, y)
+                batch_sizes.append(n)
                 mixing.update(y)
                 if need_old and self.fused:
                     self._sync_modes()
@@ -318,6 +321,14 @@ class GradientCorrector:
                                                                acc_old, n))
                     restore_rng_state(after)
                 examples += n
+        local_examples = examples  # this rank's passes (the loop sums them over ranks)
+        reduced = is_distributed()
+        if reduced:  # the global batches' losses and g̃ (module docstring)
+            with torch.no_grad():
+                for a in acc + (acc_old or []):
+                    a.div_(max(examples, 1))
+            all_reduce_mean_(acc + (acc_old or []), weight=examples)
+            losses_cur, losses_old, examples = self._global_losses(losses_cur, losses_old, batch_sizes)
         if examples == 0:
             raise ValueError("refresh: batches is empty (it must be the whole training set, each batch once)")
         warn_if_class_sorted(mixing, "GradientCorrector.refresh")
@@ -333,8 +344,9 @@ class GradientCorrector:
         self.c_hat_star = c_star
 
         with torch.no_grad():
-            for a in acc:
-                a.div_(examples)
+            if not reduced:  # several ranks: g̃ is already the mean (above)
+                for a in acc:
+                    a.div_(examples)
             if self._snapshot is None:
                 self._create_snapshot()
             else:
@@ -347,11 +359,23 @@ class GradientCorrector:
                     self._apply_mask(i, keep)
         self.refreshes += 1
         report = {"c_hat_star": c_star, "c_hat": self.c_hat, "c": self.c, "examples": examples,
-                  "fwd_bwd": examples + (examples if need_old else 0),
-                  "snapshot_gradient": None if acc_old is None else [a.div_(examples) for a in acc_old]}
+                  "fwd_bwd": local_examples + (local_examples if need_old else 0),
+                  "snapshot_gradient": None if acc_old is None else (
+                      acc_old if reduced else [a.div_(examples) for a in acc_old])}
         for hook in self._refresh_hooks:
             hook(self, report)
         return report
+
+    @staticmethod
+    def _global_losses(losses_cur: list[torch.Tensor], losses_old: list[torch.Tensor], batch_sizes: list[int]
+                       ) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
+        """The global batches' mean losses from each rank's slice means, and the global example count."""
+        sizes = torch.tensor(batch_sizes, dtype=torch.float64, device=losses_cur[0].device if losses_cur else None)
+        weighted = [torch.stack([v.detach().double() for v in losses]) * sizes if losses else sizes.new_zeros(0)
+                    for losses in (losses_cur, losses_old)]
+        all_reduce_sum_([sizes, *weighted])
+        means = [list(w / sizes) if len(w) else [] for w in weighted]
+        return means[0], means[1], int(sizes.sum())
 
     def register_refresh_hook(self, hook: Callable[["GradientCorrector", dict[str, float]], None]) -> None:
         """Call ``hook(corrector, report)`` at the end of every :meth:`refresh` (new θ̃ and g̃ in place)."""
@@ -389,7 +413,7 @@ class GradientCorrector:
                 if rng_state is not None:
                     restore_rng_state(rng_state)
                 self._sync_modes()
-                self._step_losses.append((live_loss.detach(), _scalar_loss(loss_fn(self._snapshot, x, y)).detach()))
+                self._record_pair(live_loss, _scalar_loss(loss_fn(self._snapshot, x, y)), _batch_size(x, y))
             return _batch_size(x, y)
         active = [i for i, p in enumerate(self._params) if p.grad is not None]
         if not active:
@@ -408,8 +432,11 @@ class GradientCorrector:
                     loss = _scalar_loss(loss_fn(self._snapshot, x, y))
                     old_grads = torch.autograd.grad(loss, snap_params, allow_unused=True)
             passes = _batch_size(x, y)
+            if is_distributed():  # the global batch's snapshot gradient, as the live one is
+                present = [g for g in old_grads if g is not None]
+                all_reduce_mean_(present, weight=passes)
         if self.c_hat_from_steps:
-            self._step_losses.append((live_loss.detach(), loss.detach()))
+            self._record_pair(live_loss, loss, _batch_size(x, y))
         with torch.no_grad():
             for i, g_old in zip(active, old_grads):
                 delta = self._full_grad[i].clone() if g_old is None else self._full_grad[i] - g_old
@@ -417,6 +444,15 @@ class GradientCorrector:
                     delta.mul_(self._correctable[i])
                 self._params[i].grad.add_(delta, alpha=c)
         return passes
+
+    def _record_pair(self, live_loss: torch.Tensor, old_loss: torch.Tensor, n: int) -> None:
+        """Keep the step's (L(θ_t), L(θ̃)) for ĉ*; over several ranks, the global batch's (weighted) means."""
+        pair = torch.stack([live_loss.detach().double(), old_loss.detach().double()])
+        if is_distributed():
+            weighted = torch.cat([pair * n, pair.new_tensor([float(n)])])
+            all_reduce_sum_([weighted])
+            pair = weighted[:2] / weighted[2]
+        self._step_losses.append((pair[0], pair[1]))
 
     def paired_backward_(self, loss_fn: Callable[[Any], tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, Any] | None:
         """The training backward and the snapshot gradient of :meth:`correct_` in one batched call.

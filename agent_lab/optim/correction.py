@@ -188,7 +188,8 @@ def build_correction(config, trainer, sparsifier=None) -> CorrectionCallback | N
         train_loader = trainer.train_loader
         full_pass = full_pass_loader(images, train_loader.labels, config.batch_size, seed=config.seed,
                                      augment=train_loader.augment and config.full_pass_augment,
-                                     flip=train_loader.flip, pad=train_loader.pad, device=trainer.device)
+                                     flip=train_loader.flip, pad=train_loader.pad, device=trainer.device,
+                                     shard=train_loader.shard)
     refresh_every = config.refresh_every or len(trainer.train_loader)
     callback = CorrectionCallback(corrector, mvr, refresh_every, full_pass, sparsifier)
     if corrector is not None:
