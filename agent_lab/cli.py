@@ -10,6 +10,7 @@ import dataclasses
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Sequence
 
 from .config import CHOICES, ConfigError, RunConfig
@@ -175,6 +176,24 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                   f"seed {row['seed']}{', HYDRA' if row['driver'] == 'hydra' else ''})")
             print(f"      {row['config']}")
         return 0
+    if args.launcher != "none" and not args.rerender:
+        from .experiments.launch import launch_local, launch_submitit
+        from .paper.reproduce import run_state
+
+        the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device, labels=args.methods,
+                        sparsities=args.sparsities)
+        missing = [run.config for run in the_plan.distinct.values()
+                   if run.arm.driver == "train" and run_state(run, args.out) not in ("completed", "diverged")]
+        print(f"{len(missing)} run(s) to train through launcher {args.launcher}")
+        if args.launcher == "local":
+            devices = None if args.devices is None else [d for d in args.devices.split(",") if d]
+            statuses = launch_local(missing, args.out, args.jobs, devices=devices)
+        else:
+            statuses = launch_submitit(missing, args.out, folder=Path(args.out) / ".submitit", cluster=args.cluster,
+                                       partition=args.partition, time_minutes=args.time,
+                                       gpus_per_job=args.gpus_per_job)
+        for name, status in statuses.items():
+            print(f"  [{status}] {name}")
     if args.rerender:
         results = rerender(args.artifacts, args.scale, figures=args.figures)
     else:
@@ -352,6 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
                              help="redraw from the histories and measurements saved in figures/<id>/ "
                                   "(no run store needed, nothing trained)")
     reproducing.add_argument("--quiet", action="store_true", help="no progress bars")
+    reproducing.add_argument("--launcher", choices=("none", "local", "submitit"), default="none",
+                             help="train the missing runs as jobs first: local worker processes or submitit "
+                                  "(SLURM) jobs; HYDRA runs and the rendering stay in this process [default: none]")
+    reproducing.add_argument("--jobs", type=int, default=1, help="--launcher local: worker processes [default: 1]")
+    reproducing.add_argument("--devices", default=None, metavar="0,1,...",
+                             help="--launcher local: the devices the workers take in turn (CUDA_VISIBLE_DEVICES)")
+    reproducing.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"),
+                             help="--launcher submitit: submitit's executor [default: what submitit finds]")
+    reproducing.add_argument("--partition", default=None, help="--launcher submitit: the SLURM partition")
+    reproducing.add_argument("--time", type=int, default=24 * 60, metavar="MINUTES",
+                             help="--launcher submitit: each job's time limit [default: 1440]")
+    reproducing.add_argument("--gpus-per-job", type=int, default=1, help="--launcher submitit: GPUs per job")
     reproducing.set_defaults(handler=cmd_reproduce)
 
     repair = sub.add_parser("repair", help="rewrite a run's history, side tables and meta.json from its checkpoint")

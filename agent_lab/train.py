@@ -467,15 +467,21 @@ def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info:
     resumed = resume and (folder.path / CHECKPOINT_FILE).exists()
     if decided is not None:  # data-parallel: the other ranks resume from the same checkpoint, or start
         decided("resume" if resumed else "fresh")
+    sessions = 1
     if resumed:
         trainer.restore(_resume_checkpoint(folder, trainer.device))
+        try:
+            sessions += int(read_json(folder.path / META_FILE).get("sessions", 1))
+        except (OSError, ValueError, TypeError):  # meta.json damaged: the checkpoint is the truth
+            sessions += 1
     else:
         folder.start_over()
     execution = {"precision": config.precision, "autocast": "bfloat16" if config.precision == "bf16" else None,
                  "channels_last": config.channels_last, "compile": config.compile,
                  "fused_passes": config.fused_passes, "ranks": trainer.world_size}
     folder.begin(config.to_dict(), {"seed": config.seed, "config_hash": config.config_hash(), "data": data_info,
-                                    "execution": execution, **environment_info(trainer.device)})
+                                    "execution": execution, "sessions": sessions,
+                                    **environment_info(trainer.device)})
 
     def save(trainer: Trainer, status: str = "running", new_checkpoint: bool = True, **meta: Any) -> None:
         """Only a completed epoch is checkpointed (``status="running"``): a run that stops keeps the
