@@ -1,4 +1,5 @@
 """One run over 2 gloo ranks against the same run in one process (the global batch split across ranks)."""
+import json
 import os
 
 import pytest
@@ -121,3 +122,38 @@ def test_rank_zero_writes_the_run_and_a_stopped_run_resumes_exactly(tmp_path):
         assert resumed[rank]["history"][columns].equals(straight[0]["history"][columns])
     again = _train_two_ranks(tmp_path, "again", tmp_path / "b", config)  # cached: nothing trains
     assert [r["status"] for r in again] == ["completed", "completed"]
+
+
+def _dying_rank(rank, world_size, init_file, out, config, results):
+    if rank == 1:  # the job of rank 1 dies in the second epoch, as a killed process does
+        from agent_lab.train import Trainer
+        original = Trainer.train_epoch
+
+        def dying(self, progress=False):
+            if self.state.epoch == 1:
+                os._exit(1)
+            return original(self, progress)
+
+        Trainer.train_epoch = dying
+    _train_rank(rank, world_size, init_file, out, config, None, results)
+
+
+@pytest.mark.slow
+def test_a_killed_rank_leaves_a_run_that_resumes_over_two_ranks_or_one(tmp_path):
+    config = BASE.replace(optimizer="agent", pipeline="rigl", sparsity=0.9, update_every=2, epochs=3)
+    straight = _train_two_ranks(tmp_path, "straight", tmp_path / "a", config)
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    with pytest.raises(Exception):
+        mp.spawn(_dying_rank, args=(2, str(folder / "init"), str(tmp_path / "b"), config, str(folder)), nprocs=2,
+                 join=True)
+    resumed = _train_two_ranks(tmp_path, "resumed", tmp_path / "b", config)
+    columns = ["train_loss", "test_acc", "fwd_bwd", "density", "c_hat_star"]
+    assert resumed[0]["history"][columns].equals(straight[0]["history"][columns])
+    meta = json.loads(next((tmp_path / "b").glob("*/meta.json")).read_text())
+    assert meta["sessions"] == 2 and meta["execution"]["ranks"] == 2
+    # a run stopped over two ranks resumes in one process: its checkpoint does not depend on the ranks
+    _train_two_ranks(tmp_path, "two-then-one", tmp_path / "c", config.replace(epochs=3), stop_after_epoch=1)
+    one = train(config, out=tmp_path / "c", progress=False)
+    assert one.status == "completed" and one.history["fwd_bwd"].tolist() == straight[0]["history"]["fwd_bwd"].tolist()
+    assert json.loads(next((tmp_path / "c").glob("*/meta.json")).read_text())["execution"]["ranks"] == 1
