@@ -52,6 +52,7 @@ def test_submitit_jobs_train_and_a_requeued_job_resumes(tmp_path):
     assert _sessions(tmp_path / "runs")[config.run_name()] == 2  # resumed, not started over
 
 
+@pytest.mark.slow
 def test_reproduce_with_the_local_launcher_trains_then_renders(tmp_path, capsys):
     out, figures = tmp_path / "runs", tmp_path / "figures"
     args = ["reproduce", "fig2", "--scale", "smoke", "--out", str(out), "--figures", str(figures), "--quiet",

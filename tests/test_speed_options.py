@@ -249,7 +249,8 @@ def test_fraction_estimates_the_full_gradient_on_the_first_shuffled_batches(tiny
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("changes", [{"c_hat_source": "steps"}, {"fused_passes": True}])
+@pytest.mark.parametrize("changes", [{"c_hat_source": "steps"},
+                                     pytest.param({"fused_passes": True}, marks=pytest.mark.slow)])
 def test_resume_is_exact_with_the_speed_options(changes, tiny_config, tmp_path):
     config = tiny_config.replace(optimizer="agent", **changes)
     straight = train(config, out=tmp_path / "a", progress=False)
