@@ -7,6 +7,7 @@ import pytest
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
 
+@pytest.mark.slow
 def test_the_smoke_set_measures_every_method_and_precision(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("suite", SUITE)
     suite = importlib.util.module_from_spec(spec)

@@ -16,6 +16,7 @@ def _sessions(out):
     return {path.parent.name: json.loads(path.read_text())["sessions"] for path in out.glob("*/meta.json")}
 
 
+@pytest.mark.slow
 def test_two_local_launchers_started_together_train_each_config_once(tmp_path):
     results = {}
 
