@@ -23,7 +23,7 @@ from .errors import ConfigError
 from .models import MODEL_NAMES, is_valid_model_name
 from .optim.agent import COEFFICIENT_RULES
 from .precision import PRECISIONS
-from .optim.correction import CORRECTOR_RULES, OPTIMIZERS
+from .optim.correction import CORRECTOR_RULES, OPTIMIZERS, SNAPSHOT_CORRECTORS
 from .sparse.engine import GROWTH_MODES
 from .sparse.masks import DENSE_LAYER_POLICIES
 from .sparse.pipelines import SPARSE_INIT_CHOICES, SPARSE_PIPELINES, parse_nm
@@ -423,11 +423,10 @@ def _validate_correction(cfg: RunConfig) -> None:
     if cfg.precision == "tf32" and not cfg.tf32:
         _fail("tf32", cfg.tf32, "precision 'tf32' needs TF32 allowed: leave tf32 true, or use precision 'fp32'")
     _check_number(cfg, "full_pass_fraction", float, 0, 1, low_open=True)
-    snapshot_correctors = tuple(o for o in CORRECTOR_RULES if o != "agent-mvr")
     for name, default in (("fused_passes", False), ("c_hat_source", "refresh"), ("full_pass_fraction", 1.0)):
-        if getattr(cfg, name) != default and cfg.optimizer not in snapshot_correctors:
+        if getattr(cfg, name) != default and cfg.optimizer not in SNAPSHOT_CORRECTORS:
             _fail(name, getattr(cfg, name), "only applies to the snapshot-correcting optimizers "
-                  f"({', '.join(snapshot_correctors)}); optimizer is {cfg.optimizer!r}")
+                  f"({', '.join(SNAPSHOT_CORRECTORS)}); optimizer is {cfg.optimizer!r}")
     if cfg.fused_passes and cfg.full_grad_objective == "adversarial":
         _fail("fused_passes", cfg.fused_passes, "the adversarial full-gradient objective attacks each model it is "
               "evaluated at, which a batched call cannot do: use full_grad_objective 'clean' or fused_passes false")

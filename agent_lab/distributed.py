@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["GlobalBatchNorm", "all_reduce_mean_", "all_reduce_sum_", "barrier", "broadcast_value",
+__all__ = ["GlobalBatchNorm", "all_reduce_mean_", "all_reduce_sum_", "broadcast_value",
            "convert_batch_norms", "init_from_environment", "is_distributed", "shard_bounds", "world"]
 
 
@@ -103,11 +103,6 @@ def broadcast_value(value, source: int = 0):
     box = [value]
     dist.broadcast_object_list(box, src=source)
     return box[0]
-
-
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
 
 
 class _SumOverRanks(torch.autograd.Function):

@@ -24,7 +24,7 @@ from typing import ContextManager
 import torch
 from torch import nn
 
-__all__ = ["PRECISIONS", "training_autocast", "set_backend_precision", "prepare_model", "is_compiled",
+__all__ = ["PRECISIONS", "training_autocast", "set_backend_precision", "prepare_model",
            "to_memory_format"]
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -45,10 +45,6 @@ def set_backend_precision(precision: str, tf32: bool, device: torch.device) -> N
     torch.backends.cuda.matmul.allow_tf32 = allow
     torch.backends.cudnn.allow_tf32 = allow
     torch.backends.cudnn.benchmark = True
-
-
-def is_compiled(module: nn.Module) -> bool:
-    return getattr(module, "_compiled_call_impl", None) is not None
 
 
 def prepare_model(model: nn.Module, *, channels_last: bool = False, compile: bool = False) -> nn.Module:

@@ -45,6 +45,9 @@ from .mvr import MVR
 # Optimizers that correct the gradient with a snapshot (AGENT family) and their default rule.
 CORRECTOR_RULES = {"svrg": "svrg", "agent": "agent", "fixed-c": "fixed-c", "no-gamma": "no-gamma",
                    "agent-mvr": "agent", "reduce-lr": "no-gamma"}
+# The correcting optimizers whose correction is a snapshot pass on the step's batch (agent-mvr's is MVR's):
+# the ones the speed options (fused passes, c-hat from the steps, g-tilde on a fraction) apply to.
+SNAPSHOT_CORRECTORS = tuple(name for name in CORRECTOR_RULES if name != "agent-mvr")
 # Every optimizer a config may name: the base optimizers (build_optimizer), the correcting ones
 # above, and MVR (STORM's recursive momentum, a correction of its own).
 OPTIMIZERS = ("sgd", "adam", "svrg", "agent", "fixed-c", "no-gamma", "mvr", "agent-mvr", "reduce-lr")

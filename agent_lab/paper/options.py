@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..optim.correction import SNAPSHOT_CORRECTORS
 from .plan import Run
 from .reproduce import Plan, plan
 
@@ -29,7 +30,6 @@ SPEED_OPTIONS: dict[str, dict] = {
     "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
 }
 AGENT_ONLY = ("fused_passes", "c_hat_source", "full_pass_fraction")
-SNAPSHOT_CORRECTORS = ("svrg", "agent", "fixed-c", "no-gamma", "reduce-lr")
 
 
 def applies(option: str, run: Run) -> bool:
