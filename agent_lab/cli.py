@@ -10,7 +10,6 @@ import dataclasses
 import sys
 import types
 import typing
-from pathlib import Path
 from typing import Sequence
 
 from .config import CHOICES, ConfigError, RunConfig
@@ -145,7 +144,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         if states is not None:
             keys = list(dict.fromkeys(run.key for run in the_plan.runs[spec.id]))
             cached = sum(states[k] in ("completed", "diverged") for k in keys)
-            line = f"         runs: {len(keys)} needed, {cached} cached, {len(keys) - cached} to train"
+            line = f"         runs: {len(keys)} needed, {cached} cached"
+            for state in ("queued", "running"):
+                count = sum(states[k] == state for k in keys)
+                line += f", {count} {state}" if count else ""
+            line += f", {len(keys) - cached} to train"
             if costs is not None:
                 line += f", ~{format_seconds(sum(costs[k] for k in keys))} " + (
                     "on this machine" if timings is None else "at the given timings")
@@ -176,22 +179,30 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                   f"seed {row['seed']}{', HYDRA' if row['driver'] == 'hydra' else ''})")
             print(f"      {row['config']}")
         return 0
+    if args.detach and args.launcher != "submitit":
+        raise ValueError("--detach: only with --launcher submitit (local workers end with this command)")
     if args.launcher != "none" and not args.rerender:
-        from .experiments.launch import launch_local, launch_submitit
+        from .experiments.launch import launch
         from .paper.reproduce import run_state
 
         the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device, labels=args.methods,
                         sparsities=args.sparsities)
         missing = [run.config for run in the_plan.distinct.values()
-                   if run.arm.driver == "train" and run_state(run, args.out) not in ("completed", "diverged")]
+                   if run.arm.driver == "train" and run_state(run, args.out) not in ("completed", "diverged", "queued")]
         print(f"{len(missing)} run(s) to train through launcher {args.launcher}")
         if args.launcher == "local":
             devices = None if args.devices is None else [d for d in args.devices.split(",") if d]
-            statuses = launch_local(missing, args.out, args.jobs, devices=devices)
+            statuses = launch(missing, args.out, "local", jobs=args.jobs, devices=devices)
         else:
-            statuses = launch_submitit(missing, args.out, folder=Path(args.out) / ".submitit", cluster=args.cluster,
-                                       partition=args.partition, time_minutes=args.time,
-                                       gpus_per_job=args.gpus_per_job)
+            launched = launch(missing, args.out, "submitit", cluster=args.cluster, partition=args.partition,
+                              time_minutes=args.time, gpus_per_job=args.gpus_per_job, wait=not args.detach)
+            if args.detach:
+                for name, job_id in launched.job_ids.items():
+                    print(f"  [queued: job {job_id}] {name}")
+                print("submitted; `agent-lab list --scale ...` shows them queued / running / cached, and the same "
+                      "reproduce command without --launcher renders once they are done")
+                return 0
+            statuses = launched
         for name, status in statuses.items():
             print(f"  [{status}] {name}")
     if args.rerender:
@@ -383,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproducing.add_argument("--time", type=int, default=24 * 60, metavar="MINUTES",
                              help="--launcher submitit: each job's time limit [default: 1440]")
     reproducing.add_argument("--gpus-per-job", type=int, default=1, help="--launcher submitit: GPUs per job")
+    reproducing.add_argument("--detach", action="store_true",
+                             help="--launcher submitit: submit the jobs and return (nothing rendered); runs queued "
+                                  "by an earlier command are not submitted again")
     reproducing.set_defaults(handler=cmd_reproduce)
 
     repair = sub.add_parser("repair", help="rewrite a run's history, side tables and meta.json from its checkpoint")

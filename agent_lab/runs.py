@@ -190,6 +190,56 @@ def is_running(run_dir: str | Path) -> bool:
     return False
 
 
+# -- queue markers -----------------------------------------------------------------------------
+# A launcher that hands a run to a worker or a cluster job leaves ``<out>/.queue/<run name>.json``
+# until the run's trainer takes its lock, so that ``list`` and the panel can say "queued".
+QUEUE_FOLDER = ".queue"
+
+
+def queue_marker_path(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    return run_dir.parent / QUEUE_FOLDER / f"{run_dir.name}.json"
+
+
+def mark_queued(run_dir: str | Path, launcher: str, **where: Any) -> None:
+    """Record that ``launcher`` has queued the run of ``run_dir``: ``where`` says how to tell whether
+    that queue entry still lives (``pid`` of a local worker pool, or the submitit ``folder`` and
+    ``job_id``)."""
+    path = queue_marker_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"launcher": launcher, "host": socket.gethostname(), "submitted": time.time(), **where})
+
+
+def clear_queued(run_dir: str | Path) -> None:
+    queue_marker_path(run_dir).unlink(missing_ok=True)
+
+
+def queued_entry(run_dir: str | Path) -> dict[str, Any]:
+    """The run's queue marker while it still stands for a live queue entry, else ``{}``.
+
+    An entry is dead when the local pool that queued it is gone (its pid no longer runs on this
+    host) or when its submitit job has left a result file (it ended without starting the run)."""
+    try:
+        entry = read_json(queue_marker_path(run_dir))
+    except (OSError, ValueError):
+        return {}
+    if "pid" in entry and entry.get("host") == socket.gethostname() and not _pid_alive(int(entry["pid"])):
+        return {}
+    if "folder" in entry and "job_id" in entry and any(Path(entry["folder"]).glob(f"{entry['job_id']}_*_result.pkl")):
+        return {}
+    return entry
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 class RunLock:
     """The exclusive right to write a run folder, held for as long as a process trains in it.
 
@@ -228,6 +278,7 @@ class RunLock:
                 raise RunLockedError(f"{self.run_dir} is still in use after {timeout:g} s: "
                                      f"{describe_owner(run_owner(self.run_dir))} trains this config") from None
         self._lock = lock
+        clear_queued(self.run_dir)  # the run has left its launcher's queue
         now = time.time()
         self._owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": now,
                        "started_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))}

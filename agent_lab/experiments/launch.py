@@ -11,18 +11,25 @@ wherever it is picked up again.
 * :func:`launch_submitit`: one submitit job per run (``cluster="slurm"`` on a SLURM cluster;
   ``"local"`` or ``"debug"`` here). A job that SLURM pre-empts or times out is requeued through
   submitit's checkpointing hook and its run resumes from its last checkpoint.
+
+Both return at once with ``wait=False``: a :class:`Launch` that can be polled (``done``), waited
+for (``wait``) or cancelled (``cancel``: the runs in training lose at most their current epoch and
+resume where they are picked up again). Each queued run has a marker in ``<out>/.queue/`` until its
+trainer takes the run's lock, so that ``agent-lab list`` and the notebooks' panel show it as
+``queued``; a marker whose pool or job has ended without starting the run counts for nothing.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import RunConfig
-from ..runs import RunLockedError
+from ..runs import RunLockedError, clear_queued, mark_queued, run_dir_for
 
-__all__ = ["LAUNCHERS", "TrainJob", "launch_local", "launch_submitit", "train_each"]
+__all__ = ["LAUNCHERS", "Launch", "TrainJob", "launch", "launch_local", "launch_submitit", "train_each"]
 
 LAUNCHERS = ("local", "submitit")
 
@@ -55,36 +62,121 @@ def _local_worker(configs: list[dict[str, Any]], out: str, start: int, device: s
     results.put(train_each([RunConfig.from_dict(c) for c in configs], out, start=start))
 
 
-def launch_local(configs: Sequence[RunConfig], out: str | Path, jobs: int = 1, *,
-                 devices: Sequence[str] | None = None, threads: int | None = None) -> dict[str, str]:
-    """Train ``configs`` with ``jobs`` worker processes on this machine; returns ``{run name: status}``.
+def visible_devices() -> list[str] | None:
+    """The GPUs this process sees, as ``CUDA_VISIBLE_DEVICES`` entries (None without CUDA)."""
+    import torch
 
-    ``devices`` (e.g. ``["0", "1"]``) gives worker *i* the device ``devices[i % len(devices)]``;
-    ``threads`` sets each worker's torch threads (CPU workers sharing a machine)."""
+    if not torch.cuda.is_available():
+        return None
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed or [str(i) for i in range(torch.cuda.device_count())]
+
+
+class Launch:
+    """Runs handed to workers or cluster jobs: poll :meth:`done`, :meth:`wait` for ``{run name:
+    status}``, or :meth:`cancel`."""
+
+    def __init__(self, configs: Sequence[RunConfig], out: str | Path) -> None:
+        self.run_dirs = [run_dir_for(config, out) for config in configs]
+
+    def done(self) -> bool:
+        raise NotImplementedError
+
+    def wait(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        """Remove the queue markers of runs that were never started."""
+        for run_dir in self.run_dirs:
+            clear_queued(run_dir)
+
+
+class LocalLaunch(Launch):
+    """``jobs`` worker processes on this machine (see :func:`launch_local`)."""
+
+    def __init__(self, configs: Sequence[RunConfig], out: str | Path, jobs: int, devices: Sequence[str] | None,
+                 threads: int | None) -> None:
+        super().__init__(configs, out)
+        for run_dir in self.run_dirs:
+            mark_queued(run_dir, "local", pid=os.getpid())
+        context = multiprocessing.get_context("spawn")
+        self._results = context.Queue()
+        self.statuses: dict[str, str] = {}
+        plain = [c.to_dict() for c in configs]
+        self.workers = []
+        for i in range(jobs):
+            device = None if not devices else str(devices[i % len(devices)])
+            start = i * len(configs) // jobs
+            worker = context.Process(target=_local_worker, args=(plain, str(out), start, device, threads,
+                                                                 self._results))
+            worker.start()
+            self.workers.append(worker)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.statuses.update(self._results.get_nowait())
+            except queue.Empty:
+                return
+
+    def done(self) -> bool:
+        self._drain()
+        return not any(worker.is_alive() for worker in self.workers)
+
+    def wait(self) -> dict[str, str]:
+        for worker in self.workers:
+            while worker.is_alive():
+                self._drain()
+                worker.join(0.2)
+        self._drain()
+        self._forget()
+        failed = [w.exitcode for w in self.workers if w.exitcode]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(self.workers)} workers failed (exit codes {failed}); "
+                               "run the command again to resume their runs")
+        return self.statuses
+
+    def cancel(self) -> None:
+        for worker in self.workers:
+            worker.terminate()
+        for worker in self.workers:
+            worker.join()
+        self._drain()
+        self._forget()
+
+
+def launch_local(configs: Sequence[RunConfig], out: str | Path, jobs: int = 1, *,
+                 devices: Sequence[str] | None = None, threads: int | None = None,
+                 wait: bool = True) -> dict[str, str] | LocalLaunch:
+    """Train ``configs`` with ``jobs`` worker processes on this machine; returns ``{run name: status}``
+    (``wait=False``: the :class:`Launch` at once).
+
+    ``devices`` (e.g. ``["0", "1"]``) gives worker *i* the device ``devices[i % len(devices)]``
+    [default: every GPU this process sees, or none on a CPU machine]; ``threads`` sets each
+    worker's torch threads (CPU workers sharing a machine)."""
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs: {jobs!r} is invalid; expected a whole number >= 1")
     if not configs:
+        return {} if wait else _NothingLaunched()
+    launched = LocalLaunch(configs, out, jobs, visible_devices() if devices is None else devices, threads)
+    return launched.wait() if wait else launched
+
+
+class _NothingLaunched(Launch):
+    def __init__(self) -> None:
+        super().__init__((), ".")
+
+    def done(self) -> bool:
+        return True
+
+    def wait(self) -> dict[str, Any]:
         return {}
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    plain = [c.to_dict() for c in configs]
-    workers = []
-    for i in range(jobs):
-        device = None if not devices else str(devices[i % len(devices)])
-        start = i * len(configs) // jobs
-        worker = context.Process(target=_local_worker, args=(plain, str(out), start, device, threads, results))
-        worker.start()
-        workers.append(worker)
-    statuses: dict[str, str] = {}
-    for _ in workers:
-        statuses.update(results.get())
-    for worker in workers:
-        worker.join()
-    failed = [w.exitcode for w in workers if w.exitcode]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {jobs} workers failed (exit codes {failed}); "
-                           "run the command again to resume their runs")
-    return statuses
+
+    def cancel(self) -> None:
+        pass
 
 
 class TrainJob:
@@ -104,11 +196,44 @@ class TrainJob:
         return submitit.helpers.DelayedSubmission(TrainJob(self.config, self.out))
 
 
+class SubmititLaunch(Launch):
+    """One submitit job per run (see :func:`launch_submitit`)."""
+
+    def __init__(self, configs: Sequence[RunConfig], out: str | Path, executor: Any) -> None:
+        super().__init__(configs, out)
+        self.jobs = {}
+        for config, run_dir in zip(configs, self.run_dirs):
+            job = executor.submit(TrainJob(config.to_dict(), str(out)))
+            mark_queued(run_dir, "submitit", folder=str(Path(executor.folder).resolve()), job_id=str(job.job_id))
+            self.jobs[config.run_name()] = job
+
+    @property
+    def job_ids(self) -> dict[str, str]:
+        return {name: str(job.job_id) for name, job in self.jobs.items()}
+
+    def done(self) -> bool:
+        return all(job.done() for job in self.jobs.values())
+
+    def wait(self) -> dict[str, Any]:
+        try:
+            return {name: job.result() for name, job in self.jobs.items()}
+        finally:
+            self._forget()
+
+    def cancel(self) -> None:
+        for job in self.jobs.values():
+            if not job.done():
+                job.cancel(check=False)
+        self._forget()
+
+
 def launch_submitit(configs: Sequence[RunConfig], out: str | Path, *, folder: str | Path = "runs/.submitit",
                     cluster: str | None = None, partition: str | None = None, time_minutes: int = 24 * 60,
-                    gpus_per_job: int = 1, cpus_per_job: int | None = None, wait: bool = True) -> dict[str, Any]:
+                    gpus_per_job: int = 1, cpus_per_job: int | None = None,
+                    wait: bool = True) -> dict[str, Any] | SubmititLaunch:
     """One submitit job per config (``cluster``: None = what submitit finds, ``slurm``, ``local``,
-    ``debug``); returns ``{run name: status}`` when ``wait``, else ``{run name: job id}``."""
+    ``debug``); returns ``{run name: status}`` when ``wait``, else the :class:`Launch` at once (its
+    ``job_ids`` name the jobs)."""
     try:
         import submitit
     except ImportError:
@@ -120,7 +245,19 @@ def launch_submitit(configs: Sequence[RunConfig], out: str | Path, *, folder: st
         if cpus_per_job is not None:
             parameters["cpus_per_task"] = cpus_per_job
     executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
-    jobs = {config.run_name(): executor.submit(TrainJob(config.to_dict(), str(out))) for config in configs}
-    if not wait:
-        return {name: job.job_id for name, job in jobs.items()}
-    return {name: job.result() for name, job in jobs.items()}
+    launched = SubmititLaunch(configs, out, executor)
+    return launched.wait() if wait else launched
+
+
+def launch(configs: Sequence[RunConfig], out: str | Path, launcher: str, *, jobs: int = 1,
+           devices: Sequence[str] | None = None, threads: int | None = None, wait: bool = True,
+           **submitit_options: Any) -> dict[str, Any] | Launch:
+    """:func:`launch_local` or :func:`launch_submitit` by name (``launcher`` in :data:`LAUNCHERS`)."""
+    if launcher == "local":
+        if submitit_options:
+            raise ValueError(f"launcher 'local' takes no {', '.join(sorted(submitit_options))}")
+        return launch_local(configs, out, jobs, devices=devices, threads=threads, wait=wait)
+    if launcher == "submitit":
+        return launch_submitit(configs, out, folder=submitit_options.pop("folder", Path(out) / ".submitit"),
+                               wait=wait, **submitit_options)
+    raise ValueError(f"launcher: {launcher!r} is invalid; valid choices: {', '.join(LAUNCHERS)}")

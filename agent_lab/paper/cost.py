@@ -220,8 +220,11 @@ def plan_cost(the_plan, out: str | Path = "runs", timings: dict | None = None) -
         left = run.config.epochs
         if state in ("completed", "diverged"):
             left = 0
-        elif state == "interrupted":
-            left = run.config.epochs - len(load_run(run_dir_for(run.config, out), verify="none").history)
+        elif state in ("interrupted", "queued", "running"):  # what its history already holds is not paid again
+            try:
+                left = run.config.epochs - len(load_run(run_dir_for(run.config, out), verify="none").history)
+            except Exception:  # not begun, or being written: all of it is left
+                pass
         rows.append({"run": run.config.run_name(), "state": state, "epochs_left": left,
                      "seconds": run_seconds(run, left, measured, timings)})
     return pd.DataFrame(rows, columns=["run", "state", "epochs_left", "seconds"])

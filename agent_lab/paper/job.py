@@ -6,6 +6,12 @@ waiting / completed / diverged, with epoch and ETA), trains through :func:`train
 runs are reused and interrupted ones resume), renders each artifact into ``figures/<id>/`` as soon
 as its last run finishes, and can be stopped from another thread: the run in training stops at its
 next step and resumes on the next :meth:`run`. Listeners get every :class:`RunEvent`.
+
+With ``launcher="local"`` (worker processes, one per device) or ``"submitit"`` (cluster jobs) the
+missing runs are trained by :func:`agent_lab.experiments.launch.launch` first; the job watches the
+run store meanwhile (every ``poll_seconds``) and reports what the workers do as the same events, so
+the status table and the live curves work alike. A stop cancels the workers or jobs: the runs in
+training lose at most their current epoch and resume on the next :meth:`run`.
 """
 from __future__ import annotations
 
@@ -32,7 +38,18 @@ class ReproduceJob:
 
     def __init__(self, ids: Iterable[str], scale: str = "smoke", *, seeds: int | None = None, device: str = "auto",
                  labels: Iterable[str] | None = None, sparsities: Iterable[float] | None = None,
-                 out: str | Path = "runs", figures: str | Path = "figures") -> None:
+                 out: str | Path = "runs", figures: str | Path = "figures", launcher: str = "none", jobs: int = 1,
+                 devices: Iterable[str] | None = None, launcher_options: dict[str, Any] | None = None,
+                 poll_seconds: float = 1.0) -> None:
+        from ..experiments.launch import LAUNCHERS
+
+        if launcher not in ("none", *LAUNCHERS):
+            raise ValueError(f"launcher: {launcher!r} is invalid; valid choices: none, {', '.join(LAUNCHERS)}")
+        if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+            raise ValueError(f"jobs: {jobs!r} is invalid; expected a whole number >= 1")
+        self.launcher, self.jobs, self.poll_seconds = launcher, jobs, float(poll_seconds)
+        self.devices = None if devices is None else [str(d) for d in devices]
+        self.launcher_options = dict(launcher_options or {})
         self.plan = plan(ids, scale, seeds=seeds, device=device, labels=labels, sparsities=sparsities)
         self.out, self.figures = Path(out), Path(figures)
         self.stop_event = threading.Event()
@@ -107,6 +124,8 @@ class ReproduceJob:
             if self.status.at[position, "state"] not in FINISHED:
                 self.status.at[position, "state"] = "queued"
         try:
+            if self.launcher != "none":
+                self._train_launched()
             train_all(self.plan, self.out, progress=False, stop=self.stop_event, on_event=self._on_event)
             for artifact in self.plan.runs:
                 self._render_if_ready(artifact)
@@ -119,6 +138,55 @@ class ReproduceJob:
             for key, run in self.plan.distinct.items():
                 if self.status.at[self._at[key], "state"] in ("queued", "training", "waiting"):
                     self.status.loc[self._at[key]] = self._row(key, run)
+
+    def _train_launched(self) -> None:
+        """Hand the runs to train to the launcher, report what its workers do until they end."""
+        from ..experiments.launch import launch
+
+        todo = {key: run for key, run in self.plan.distinct.items()
+                if run.arm.driver == "train" and run_state(run, self.out) not in ("completed", "diverged")}
+        if not todo:
+            return
+        options = dict(self.launcher_options)
+        if self.launcher == "local":
+            options.update(jobs=self.jobs, devices=self.devices)
+        launched = launch([run.config for run in todo.values()], self.out, self.launcher, wait=False, **options)
+        reported = {key: 0 for key in todo}  # history rows already reported per run
+        while True:
+            ended = launched.done()
+            self._watch(todo, reported)
+            if ended:
+                break
+            if self.stop_event.wait(self.poll_seconds):
+                launched.cancel()
+                self._watch(todo, reported)
+                left = sum(key not in self.finished for key in todo)
+                raise KeyboardInterrupt(f"{left} of {len(todo)} launched run(s) are not finished; "
+                                        "reproduce again to resume them")
+        launched.wait()  # a failed worker or job raises here
+
+    def _watch(self, todo: dict[tuple, Run], reported: dict[tuple, int]) -> None:
+        """Turn what the run store shows of the launched runs into events."""
+        from ..runs import load_run, run_dir_for
+
+        for key, run in todo.items():
+            if key in self.finished:
+                continue
+            state = run_state(run, self.out)
+            if state in ("missing", "queued", "damaged"):
+                continue
+            try:
+                result = load_run(run_dir_for(run.config, self.out), verify="none")
+            except Exception:  # being written by its trainer: look again at the next poll
+                continue
+            rows = result.history.to_dict("records")
+            if key not in self._started and (state == "running" or rows):
+                self._on_event(RunEvent("start", run))
+            for row in rows[reported[key]:]:
+                self._on_event(RunEvent("epoch", run, row=row))
+            reported[key] = len(rows)
+            if state in ("completed", "diverged"):
+                self._on_event(RunEvent("done", run, result=result))
 
     def start(self) -> threading.Thread:
         """:meth:`run` in a background thread (returned); a stop or an error ends up in ``self.error``."""
@@ -139,6 +207,8 @@ class ReproduceJob:
     def _on_event(self, event: RunEvent) -> None:
         key, now = event.run.key, time.perf_counter()
         at = self._at[key]
+        if event.kind == "cached" and key in self.finished:  # a launched run, already reported as done
+            return
         if event.kind == "start":
             self.status.at[at, "state"] = "training"
             self._started[key] = now

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..reporting import label_table, save_figure, save_table
-from ..runs import RunLockedError, is_running, load_run, read_json, run_dir_for, write_json
+from ..runs import (FINAL_STATUSES, RunLockedError, is_running, load_run, queued_entry, read_json, run_dir_for,
+                    write_json)
 from .artifacts import ARTIFACTS
 from .claims import Verdict
 from .measure import measured as measure
@@ -123,16 +124,22 @@ def arm_choices(ids: Iterable[str], scale: str | Scale = "smoke") -> tuple[list[
 
 
 def run_state(run: Run, out: str | Path) -> str:
-    """``completed``/``diverged`` (cached), ``running``, ``interrupted`` (resumable) or ``missing``."""
+    """``completed``/``diverged`` (cached), ``running``, ``queued`` (handed to a launcher's worker or
+    cluster job that has not started it), ``interrupted`` (resumable), ``missing`` or ``damaged``."""
     if run.arm.driver != "train":
         return "hydra"
     run_dir = run_dir_for(run.config, out)
-    if not (run_dir / "meta.json").exists():
-        return "missing" if not is_running(run_dir) else "running"
-    try:
-        return load_run(run_dir, verify="none").status
-    except Exception:  # unreadable: train() repairs or reports it
-        return "damaged"
+    if is_running(run_dir):
+        return "running"
+    state = "missing"
+    if (run_dir / "meta.json").exists():
+        try:
+            state = load_run(run_dir, verify="none").status
+        except Exception:  # unreadable: train() repairs or reports it
+            state = "damaged"
+    if state not in FINAL_STATUSES and queued_entry(run_dir):
+        return "queued"
+    return state
 
 
 def _train(run: Run, out: str | Path, progress: bool, lock_timeout: float | None, stop: Any = None,

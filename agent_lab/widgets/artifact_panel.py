@@ -26,7 +26,10 @@ REDRAW_SECONDS = 1.0  # the live figure is redrawn at most this often
 class ArtifactPanel:
     """Pick artifact(s), scale, seeds, device and (where the artifact has several) methods and
     sparsities; **Run** trains what is missing in a background thread (the kernel stays free) and
-    **Stop** ends the run in training at its next step (it resumes on the next Run).
+    **Stop** ends the run in training at its next step (it resumes on the next Run). "train with"
+    hands the missing runs to local worker processes (``workers`` of them, one per device) or to
+    submitit jobs (``launcher_options``: ``cluster``, ``partition``, ``time_minutes``,
+    ``gpus_per_job``, ...), and the panel watches the run store while they train.
 
     Below the controls: a progress bar with the ETA, the status of every run (cached / missing /
     interrupted / queued / training / waiting / completed / diverged, epoch, ETA), the curves of the
@@ -38,12 +41,14 @@ class ArtifactPanel:
 
     def __init__(self, artifacts: str | Sequence[str] = ("fig7",), scale: str | None = None, *,
                  seeds: int | None = None, device: str = "auto", out: str | Path = "runs",
-                 figures: str | Path = "figures") -> None:
+                 figures: str | Path = "figures", launcher: str = "none", jobs: int = 1,
+                 launcher_options: dict | None = None) -> None:
         chosen = [artifacts] if isinstance(artifacts, str) else list(artifacts)
         unknown = [a for a in chosen if a not in ARTIFACTS]
         if unknown:
             raise ValueError(f"artifacts: {', '.join(unknown)} invalid; valid choices: {', '.join(ARTIFACTS)}")
         self.out, self.figures = out, figures
+        self.launcher_options = dict(launcher_options or {})
         self.job: ReproduceJob | None = None
         self.thread: threading.Thread | None = None
         self._last_draw = 0.0
@@ -56,6 +61,12 @@ class ArtifactPanel:
         self.seeds = widgets.BoundedIntText(value=seeds or 0, min=0, max=20, description="seeds",
                                             tooltip="0: the scale's number of seeds")
         self.device = widgets.Dropdown(options=["auto", "cpu", "cuda"], value=device, description="device")
+        self.launcher = widgets.Dropdown(options=[("in this kernel", "none"), ("local workers", "local"),
+                                                  ("submitit jobs", "submitit")], value=launcher,
+                                         description="train with",
+                                         tooltip="local: worker processes (one per device); submitit: cluster jobs")
+        self.jobs = widgets.BoundedIntText(value=jobs, min=1, max=64, description="workers",
+                                           tooltip="local workers: how many processes")
         self.methods = widgets.SelectMultiple(description="methods", rows=5)
         self.sparsities = widgets.SelectMultiple(description="sparsity", rows=5)
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
@@ -68,11 +79,13 @@ class ArtifactPanel:
         self.results = widgets.VBox()
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
-        for control in (self.artifacts, self.scale, self.seeds, self.device, self.methods, self.sparsities):
+        for control in (self.artifacts, self.scale, self.seeds, self.device, self.methods, self.sparsities,
+                        self.launcher, self.jobs):
             control.observe(lambda _: self._selection_changed(), "value")
         self._choices_changed()
         self.widget = widgets.VBox([
-            widgets.HBox([self.artifacts, widgets.VBox([self.scale, self.seeds, self.device])]),
+            widgets.HBox([self.artifacts, widgets.VBox([self.scale, self.seeds, self.device, self.launcher,
+                                                        self.jobs])]),
             widgets.HBox([self.methods, self.sparsities]),
             widgets.HBox([self.run_button, self.stop_button, self.progress, self.progress_text]),
             self.message, self.status_table, self.live, self.results,
@@ -111,7 +124,8 @@ class ArtifactPanel:
         self.job = ReproduceJob(self.artifacts.value, self.scale.value, seeds=self.seeds.value or None,
                                 device=self.device.value, labels=self.methods.value,
                                 sparsities=self.sparsities.value if self.sparsities.options else None,
-                                out=self.out, figures=self.figures)
+                                out=self.out, figures=self.figures, launcher=self.launcher.value,
+                                jobs=self.jobs.value, launcher_options=self.launcher_options)
         self.job.listeners.append(self._on_event)
         self._shown = set()
         self.results.children = ()
