@@ -5,6 +5,10 @@ concatenated in ``model.named_parameters()`` order, in float64. With ``masks`` (
 tensor}``, a :class:`~agent_lab.sparse.masks.MaskState`, or anything with a ``.masks`` attribute
 holding one, e.g. a ``Sparsifier``) only the active coordinates are kept: the True entries of
 a masked parameter and every entry of a parameter without a mask.
+
+In a run split over several ranks (``torchrun``) every rank holds its slice of each batch: the loss
+and gradient of a batch are then the global batch's, each rank's mean weighted by its examples, so
+that every rank computes the same statistics as one process on the whole batch.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.full_pass import ClassMixing, warn_if_class_sorted
+from ..distributed import all_reduce_mean_, is_distributed
 from ..optim.agent import _batch_size, _scalar_loss
 
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
@@ -157,12 +162,18 @@ def batch_gradient(model: nn.Module, params: Sequence[torch.Tensor], loss_fn: Lo
     with torch.enable_grad():
         loss = _scalar_loss(loss_fn(model, x, y))
         grads = torch.autograd.grad(loss, list(params), allow_unused=True)
-    return loss.detach(), grads
+    loss = loss.detach()
+    if is_distributed():  # the global batch's mean over the ranks' slices
+        all_reduce_mean_([loss, *(g for g in grads if g is not None)], weight=_batch_size(x, y))
+    return loss, grads
 
 
 def batch_loss(model: nn.Module, loss_fn: LossFn, x: Any, y: Any) -> torch.Tensor:
     with torch.no_grad():
-        return _scalar_loss(loss_fn(model, x, y)).detach()
+        loss = _scalar_loss(loss_fn(model, x, y)).detach()
+    if is_distributed():
+        all_reduce_mean_([loss], weight=_batch_size(x, y))
+    return loss
 
 
 def empty_batches_error() -> ValueError:
