@@ -51,6 +51,24 @@ def full_pass_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int
                           drop_last=drop_last, seed=seed, device=device, stream="full-pass", shard=shard)
 
 
+def full_pass_like(loader, batch_size: int, *, augment: bool, seed: int | None = None):
+    """A full-data-pass loader over the training data of ``loader`` (an ``InMemoryLoader`` or a
+    ``StreamingLoader``): same data, device, flip, padding or image size, and shard, with the
+    full-pass random streams; ``augment`` applies the training augmentation (when ``loader`` has one)."""
+    from .streaming import StreamingLoader  # deferred for start-up cost: only streamed data sets need it
+
+    if not isinstance(loader, (InMemoryLoader, StreamingLoader)):
+        raise TypeError(f"loader: expected an InMemoryLoader or a StreamingLoader, got {type(loader).__name__}")
+    seed = loader.seed if seed is None else seed
+    augment = bool(augment and loader.augment)
+    if isinstance(loader, InMemoryLoader):
+        return full_pass_loader(loader.images, loader.labels, batch_size, seed=seed, augment=augment, flip=loader.flip,
+                                pad=loader.pad, device=loader.device, shard=loader.shard)
+    return StreamingLoader(loader.source, batch_size, shuffle=True, augment=augment, flip=loader.flip, seed=seed,
+                           device=loader.device, num_workers=loader.num_workers, image_size=loader.image_size,
+                           stream="full-pass", shard=loader.shard)
+
+
 class ClassMixing:
     """Collects the labels of a pass's batches and tells whether the pass reads class-sorted data.
 

@@ -142,11 +142,9 @@ def make_loaders(
         test = InMemoryLoader(bundle.test.images, bundle.test.labels, eval_batch_size, shuffle=False,
                               augment=False, seed=seed, device=device, shard=shard)
         return train, test
-    if shard[1] > 1:
-        raise ValueError(f"data-parallel training reads in-memory data sets; {bundle.name!r} is streamed")
     from .streaming import StreamingLoader  # deferred for start-up cost: only streamed data sets need it
 
-    common = dict(seed=seed, device=device, num_workers=num_workers, image_size=bundle.image_size)
+    common = dict(seed=seed, device=device, num_workers=num_workers, image_size=bundle.image_size, shard=shard)
     train = StreamingLoader(bundle.train, batch_size, shuffle=True, augment=augment, flip=bundle.flip, **common)
     test = StreamingLoader(bundle.test, eval_batch_size, shuffle=False, augment=False, **common)
     return train, test

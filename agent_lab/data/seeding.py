@@ -16,6 +16,7 @@ SAMPLE_AUGMENT = 2
 SUBSET = 3
 FULL_PASS_PERMUTATION = 4  # full-data passes (AGENT's refresh, diagnostics): their own order
 FULL_PASS_AUGMENT = 5
+FULL_PASS_SAMPLE_AUGMENT = 6  # per-example augmentation of a streamed full-data pass
 
 
 def derive_seed(stream: int, *key: int) -> int:

@@ -36,8 +36,7 @@ from typing import Any
 
 import torch.nn.functional as F
 
-from ..data.full_pass import full_pass_loader
-from ..errors import ConfigError
+from ..data.full_pass import full_pass_like
 from ..hooks import Batch, Callback
 from .agent import GradientCorrector
 from .mvr import MVR
@@ -182,17 +181,10 @@ def build_correction(config, trainer, sparsifier=None) -> CorrectionCallback | N
     mvr = None
     if config.optimizer in ("mvr", "agent-mvr"):
         mvr = MVR(trainer.model, a=config.mvr_a, adaptive=config.mvr_adaptive, corrector=corrector)
-    images = getattr(trainer.train_loader, "images", None)
-    if corrector is not None and images is None:
-        raise ConfigError(f"RunConfig.optimizer: {config.optimizer!r} needs an in-memory training set for its "
-                          f"full-gradient pass; dataset {config.dataset!r} is streamed")
     full_pass = None
-    if corrector is not None:
-        train_loader = trainer.train_loader
-        full_pass = full_pass_loader(images, train_loader.labels, config.batch_size, seed=config.seed,
-                                     augment=train_loader.augment and config.full_pass_augment,
-                                     flip=train_loader.flip, pad=train_loader.pad, device=trainer.device,
-                                     shard=train_loader.shard)
+    if corrector is not None:  # in memory or streamed (ImageNet), this rank's shard of every batch
+        full_pass = full_pass_like(trainer.train_loader, config.batch_size, seed=config.seed,
+                                   augment=config.full_pass_augment)
     refresh_every = config.refresh_every or len(trainer.train_loader)
     callback = CorrectionCallback(corrector, mvr, refresh_every, full_pass, sparsifier)
     if corrector is not None:
