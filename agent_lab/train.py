@@ -358,8 +358,6 @@ def check_data_parallel(config: RunConfig, world_size: int) -> None:
         "fused_passes": (config.fused_passes, "a vmap'd pass cannot hold the ranks' collectives"),
         "robust_eval": (resolved_robust_eval(config) != "none", "the robust evaluation is not reduced over "
                         "ranks: set robust_eval none and run agent-lab evaluate on the finished run"),
-        "optimizer": (config.optimizer in ("mvr", "agent-mvr"), "MVR's previous-iterate gradient is not "
-                      "reduced over ranks"),
     }
     for name, (bad, why) in refused.items():
         if bad:

@@ -19,6 +19,7 @@ BASE = RunConfig(dataset="cifar10-mini", train_subset=128, test_subset=100, mode
 CASES = {"sgd-dense": {}, "agent-dense": {"optimizer": "agent"},
          "sgd-rigl": {"pipeline": "rigl", "sparsity": 0.9, "update_every": 2},
          "agent-rigl": {"optimizer": "agent", "pipeline": "rigl", "sparsity": 0.9, "update_every": 2},
+         "agent-mvr-set": {"optimizer": "agent-mvr", "pipeline": "set", "sparsity": 0.9, "update_every": 2},
          # every in-training diagnostic (the correlation compares the refreshes of epochs 1 and 2)
          "agent-diagnostics": {"optimizer": "agent", "diagnostics": "all", "diagnostics_batches": 2}}
 DIAGNOSTIC_COLUMNS = ("grad_corr", "grad_var", "grad_var_trace", "var_ratio", "c_var_opt")

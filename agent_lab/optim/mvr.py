@@ -69,7 +69,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .agent import capture_rng_state, restore_rng_state
+from ..distributed import all_reduce_mean_, is_distributed
+from .agent import _batch_size, capture_rng_state, restore_rng_state
 
 __all__ = ["MVR"]
 
@@ -229,6 +230,8 @@ class MVR:
             for p in prev:
                 p.requires_grad_(False)
                 p.grad = None
+        if is_distributed():  # the global batch's gradient at θ_{t−1}, as g(θ_t) in p.grad already is
+            all_reduce_mean_([g for g in grads if g is not None], weight=_batch_size(x, y))
         return {n: torch.zeros_like(p) if g is None else g.detach() for n, p, g in zip(names, prev, grads)}
 
     @torch.no_grad()
