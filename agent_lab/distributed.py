@@ -96,6 +96,21 @@ def all_reduce_sum_(tensors: Sequence[torch.Tensor]) -> None:
         offset += n
 
 
+def global_rows(local: int, device: torch.device | str = "cpu") -> tuple[int, int, int]:
+    """``(start, stop, total)``: the rows this rank's ``local`` examples are of the global batch
+    (one tiny all-reduce); ``(0, local, local)`` in a single process."""
+    if not is_distributed():
+        return 0, int(local), int(local)
+    total = torch.tensor([float(local)], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    rank, world_size = world()
+    start, stop = shard_bounds(int(total.item()), rank, world_size)
+    if stop - start != local:
+        raise RuntimeError(f"rank {rank} holds {local} examples of a global batch of {int(total.item())}, "
+                           f"not its contiguous slice [{start}, {stop})")
+    return start, stop, int(total.item())
+
+
 def broadcast_value(value, source: int = 0):
     """``value`` as rank ``source`` holds it, on every rank (any picklable object); itself in one process."""
     if not is_distributed():

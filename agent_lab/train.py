@@ -350,18 +350,11 @@ class Trainer:
 
 
 def check_data_parallel(config: RunConfig, world_size: int) -> None:
-    """Refuse, in one line, what a run split over ``world_size`` ranks does not do (yet): each would
-    need its own reduction over the ranks."""
-    from .adversarial.monitor import resolved_robust_eval
-
-    refused = {
-        "fused_passes": (config.fused_passes, "a vmap'd pass cannot hold the ranks' collectives"),
-        "robust_eval": (resolved_robust_eval(config) != "none", "the robust evaluation is not reduced over "
-                        "ranks: set robust_eval none and run agent-lab evaluate on the finished run"),
-    }
-    for name, (bad, why) in refused.items():
-        if bad:
-            raise ConfigError(f"RunConfig.{name}: {getattr(config, name)!r} is invalid with {world_size} ranks; {why}")
+    """Refuse, in one line, what a run split over ``world_size`` ranks cannot do: ``fused_passes``
+    (a vmap'd pass cannot hold the ranks' collectives, e.g. the global batch statistics)."""
+    if config.fused_passes:
+        raise ConfigError(f"RunConfig.fused_passes: True is invalid with {world_size} ranks; a vmap'd pass cannot "
+                          "hold the ranks' collectives (set fused_passes false: the passes run one after the other)")
 
 
 def prepare(config: RunConfig) -> tuple[Trainer, dict[str, Any]]:

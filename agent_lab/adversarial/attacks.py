@@ -75,8 +75,13 @@ class PGD:
         return self.steps + (1 if self.loss == "kl" else 0)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Adversarial version of ``x`` (same shape, in the ε-ball around ``x`` and in [0, 1])."""
+                generator: torch.Generator | None = None,
+                rows: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """Adversarial version of ``x`` (same shape, in the ε-ball around ``x`` and in [0, 1]).
+
+        ``rows=(start, stop, total)``: ``x`` is rows ``start:stop`` of a batch of ``total`` (a
+        data-parallel rank's slice): the random start is drawn for the whole batch and sliced, so the
+        ranks together start where one process would."""
         x = x.detach()
         low, high = (x - self.epsilon).clamp_(min=0), (x + self.epsilon).clamp_(max=1)
         if self.epsilon == 0:
@@ -87,7 +92,7 @@ class PGD:
             if self.loss == "kl":
                 with torch.no_grad():
                     reference = F.softmax(model(x), dim=1)
-            x_adv = self._start(x, low, high, generator)
+            x_adv = self._start(x, low, high, generator, rows)
             for _ in range(self.steps):
                 x_adv.requires_grad_(True)
                 logits = model(x_adv)
@@ -101,17 +106,19 @@ class PGD:
         return x_adv.detach()
 
     def _start(self, x: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
-               generator: torch.Generator | None) -> torch.Tensor:
+               generator: torch.Generator | None, rows: tuple[int, int, int] | None = None) -> torch.Tensor:
         if self.random_start == "none":
             return x.clone()
         if generator is None:
             generator = torch.Generator(device=x.device)
             generator.manual_seed(0)
+        start, stop, total = rows if rows is not None else (0, x.shape[0], x.shape[0])
+        shape = (total, *x.shape[1:])
         if self.random_start == "uniform":
-            noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noise = torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype)[start:stop]
             noise = (2 * noise - 1) * self.epsilon
         else:
-            noise = TRADES_START_STD * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noise = TRADES_START_STD * torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)[start:stop]
         return torch.minimum(torch.maximum(x + noise, low), high)
 
 

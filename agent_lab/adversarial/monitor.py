@@ -3,7 +3,9 @@
 Every ``eval_every`` epochs the monitor attacks a fixed test subset (``robust_eval_subset``
 examples drawn once with the run seed, so every epoch sees the same examples); at the last epoch
 it attacks the whole test set. With ``robust_eval_epochs`` set it attacks the whole test set at
-those epochs only (and the last). The number of examples is logged as ``robust_n``.
+those epochs only (and the last). The number of examples is logged as ``robust_n``. In a run split
+over several ranks every rank attacks the whole set: the same numbers as one process, without the
+ranks' speed-up.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ class RobustMonitor:
                  seed: int = 0, epochs: tuple[int, ...] = ()) -> None:
         self.attack, self.restarts, self.seed = attack, restarts, seed
         self.epochs = tuple(epochs)  # when set: only these epochs (and the last), on the whole test set
+        # Data-parallel ranks each attack the whole set (identical results, as one process): the
+        # random starts are drawn per batch of still-robust examples, which slices cannot reproduce.
+        test_loader = test_loader.unsharded() if getattr(test_loader, "shard", (0, 1))[1] > 1 else test_loader
         self.full = test_loader
         self.partial = test_loader
         images = getattr(test_loader, "images", None)

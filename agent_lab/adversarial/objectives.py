@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..hooks import Batch, Objective
+from ..distributed import global_rows, is_distributed
 from .attacks import PGD, generator_for
 
 
@@ -29,7 +30,8 @@ class AdversarialObjective(Objective):
     def prepare(self, model: torch.nn.Module, batch: Batch) -> Batch:
         if batch.x_adv is None:
             generator = generator_for(batch.x.device, self.seed, batch.epoch, batch.step)
-            batch.x_adv = self.attack.perturb(model, batch.x, batch.y, generator=generator)
+            rows = global_rows(len(batch.y), batch.x.device) if is_distributed() else None  # a rank's slice
+            batch.x_adv = self.attack.perturb(model, batch.x, batch.y, generator=generator, rows=rows)
         return batch
 
 

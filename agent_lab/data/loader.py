@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -105,6 +106,12 @@ class InMemoryLoader:
             rows, cols, flips = crop_flip_params(stop - start, self.pad, self.flip, generator)
             images = crop_flip(images, rows[lo:hi], cols[lo:hi], flips[lo:hi], self.pad)
         return images.to(torch.float32).div_(255.0), labels
+
+    def unsharded(self) -> "InMemoryLoader":
+        """This loader with whole batches on every rank (same data, order and augmentation)."""
+        whole = copy.copy(self)
+        whole.shard = (0, 1)
+        return whole
 
     def __iter__(self) -> Iterator[Batch]:
         if self.shuffle or self.augment:

@@ -11,6 +11,7 @@ its example's index only, so the ranks' slices together are exactly the one-proc
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -124,6 +125,12 @@ class StreamingLoader:
         order = epoch_order(len(self.source), self.shuffle, self.seed, epoch, self._permutation_stream)
         samples = [views[i] for i in self._step_indices(order, step)]
         return self._to_device(torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples]))
+
+    def unsharded(self) -> "StreamingLoader":
+        """This loader with whole batches on every rank (same data, order and augmentation)."""
+        whole = copy.copy(self)
+        whole.shard = (0, 1)
+        return whole
 
     def __iter__(self) -> Iterator[Batch]:
         if self.shuffle or self.augment:
