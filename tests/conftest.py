@@ -33,3 +33,28 @@ def _restore_thread_count():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_imagenet(tmp_path_factory):
+    """Two classes of small random PNGs in the ImageNet folder layout (train 2 x 6, val 2 x 2)."""
+    from torchvision.io import encode_png
+
+    root = tmp_path_factory.mktemp("imagenet")
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", 6), ("val", 2)):
+        for wnid in ("n01", "n02"):
+            (root / split / wnid).mkdir(parents=True)
+            for k in range(count):
+                image = torch.randint(0, 256, (3, 20, 26), dtype=torch.uint8, generator=generator)
+                (root / split / wnid / f"{k}.png").write_bytes(encode_png(image).numpy().tobytes())
+    return root
+
+
+@pytest.fixture
+def imagenet_config(tiny_imagenet):
+    """``imagenet_config(**changes)``: a ResNet-18 (width 1/8) run on ``tiny_imagenet``, 2 steps of 6
+    examples per epoch."""
+    base = RunConfig(dataset="imagenet", data_root=str(tiny_imagenet), model="resnet18", width=0.125, epochs=1,
+                     batch_size=6, eval_batch_size=4, device="cpu", seed=3, lr=0.002, lr_schedule="constant")
+    return lambda **changes: base.replace(**changes)
