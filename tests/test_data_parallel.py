@@ -19,6 +19,7 @@ BASE = RunConfig(dataset="cifar10-mini", train_subset=128, test_subset=100, mode
 CASES = {"sgd-dense": {}, "agent-dense": {"optimizer": "agent"},
          "sgd-rigl": {"pipeline": "rigl", "sparsity": 0.9, "update_every": 2},
          "agent-rigl": {"optimizer": "agent", "pipeline": "rigl", "sparsity": 0.9, "update_every": 2},
+         "agent-bsr": {"optimizer": "agent", "pipeline": "bsr", "sparsity": 0.9},  # noise and reconnection
          "agent-mvr-set": {"optimizer": "agent-mvr", "pipeline": "set", "sparsity": 0.9, "update_every": 2},
          # PGD-AT: the random starts of the ranks' slices are those of the global batch (0 steps: the
          # sign steps of PGD turn rounding differences of the weights into whole-step flips of some
