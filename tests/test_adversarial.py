@@ -609,7 +609,7 @@ def test_agent_adversarial_full_gradient_pass_survives_a_second_refresh(tmp_path
 def test_agent_adversarial_full_pass_attacks_both_snapshots_from_the_same_start(monkeypatch, tmp_path):
     calls = []
 
-    def recording_perturb(self, model, x, y, *, generator=None):
+    def recording_perturb(self, model, x, y, *, generator=None, rows=None):
         calls.append((x, generator.initial_seed()))
         return x.clone()  # records the seeding only
 
