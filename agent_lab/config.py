@@ -130,7 +130,9 @@ class RunConfig:
     t_end: float | None = field(default=None, metadata=_doc(
         "fraction of training after which masks stay fixed (pipeline default)"))
     growth: str | None = field(default=None, metadata=_doc(
-        "how grown connections are chosen (pipeline default); optimizer-gradient = the gradient the optimizer uses"))
+        "how grown connections are chosen (pipeline default); optimizer-gradient = the gradient the optimizer is "
+        "handed (under AGENT equal to 'gradient' at free positions: the correction covers active ones only); "
+        "corrected-gradient = AGENT's g - c(g_old - g~) at every position (RigL-ITOP-G)"))
     dense_layers: str = field(default="none", metadata=_doc("layers kept dense"))
     nm: str | None = field(default=None, metadata=_doc("N:M pattern such as '2:4' (with sparse_init nm)"))
     skip_step_on_update: bool = field(default=False, metadata=_doc(
@@ -369,6 +371,9 @@ def _validate_sparse(cfg: RunConfig) -> None:
         for name in ("update_every", "drop_fraction", "t_end", "growth"):
             if getattr(cfg, name) is not None:
                 _fail(name, getattr(cfg, name), f"pipeline {cfg.pipeline!r} has no scheduled drop/grow updates")
+    if cfg.growth == "corrected-gradient" and cfg.optimizer not in CORRECTOR_RULES:
+        _fail("growth", cfg.growth, f"it scores a gradient corrector's ĝ; optimizer {cfg.optimizer!r} has none "
+                                    f"(valid optimizers: {', '.join(CORRECTOR_RULES)})")
     if cfg.sparse_init == "bsr-vgg16" and (cfg.pipeline != "bsr" or cfg.model != "vgg16"):
         _fail("sparse_init", cfg.sparse_init, "BSR-Net's VGG-16 density table needs pipeline 'bsr' and model 'vgg16'")
     if (cfg.sparse_init == "nm") != (cfg.nm is not None):

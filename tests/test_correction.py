@@ -69,9 +69,12 @@ def test_reduce_lr_runs_at_a_tenth_of_the_lr(tiny_config, tmp_path):
 
 
 @pytest.mark.parametrize("optimizer, pipeline", [*((name, "dense") for name in OPTIMIZERS), ("agent", "rigl"),
-                                                 ("agent-mvr", "set"), ("svrg", "bsr"), ("fixed-c", "rigl-itop")])
+                                                 ("agent-mvr", "set"), ("svrg", "bsr"), ("fixed-c", "rigl-itop"),
+                                                 ("agent", "rigl-itop-g")])
 def test_resume_reproduces_the_trajectory(optimizer, pipeline, tiny_config, tmp_path):
     sparse = {} if pipeline == "dense" else {"sparsity": 0.9}
+    if pipeline == "rigl-itop-g":  # growth by the corrected gradient: its dense g̃ is in the checkpoint
+        pipeline, sparse["growth"], sparse["update_every"] = "rigl-itop", "corrected-gradient", 3
     if pipeline in ("rigl", "set"):
         sparse["update_every"] = 3
     config = optimizer_config(tiny_config, optimizer, pipeline=pipeline, **sparse)
@@ -126,3 +129,42 @@ def test_adaptive_mvr_sets_storms_step_size(tiny_config, tmp_path):
 def test_bad_correction_settings_are_refused(changes, field):
     with pytest.raises(ConfigError, match=f"^RunConfig.{field}:"):
         RunConfig(**changes)
+
+
+def test_corrected_gradient_growth_scores_g_hat_at_free_positions(tiny_config):
+    """RigL-ITOP-G: free positions are scored by ĝ = g − c·(g_old − g̃) with g̃ before masking, active
+    ones by the step's own ĝ; growth by the plain gradient picks other positions."""
+    config = tiny_config.replace(optimizer="agent", pipeline="rigl-itop", sparsity=0.9, update_every=3, c0=0.5,
+                                 gamma=0.5, growth="corrected-gradient")
+    trainer, _ = prepare(config)
+    corrector = next(cb.corrector for cb in trainer.callbacks if getattr(cb, "corrector", None) is not None)
+    sparsifier = next(cb.sparsifier for cb in trainer.callbacks if getattr(cb, "sparsifier", None) is not None)
+    assert corrector.keep_dense_full_grad
+    seen = []
+    original = sparsifier.record_corrected_gradients
+
+    def check(grads):
+        if sparsifier.will_update() and corrector.c > 0 and corrector._last_old:
+            for name in sparsifier.params:
+                i = corrector._index[name]
+                live = sparsifier.params[name].grad  # the step's own ĝ (active positions corrected)
+                masked = ~corrector._correctable[i]
+                if not masked.any():  # a layer kept dense by the distribution
+                    continue
+                assert corrector._dense_full_grad[i][masked].abs().sum() > 0  # g̃ kept where masked
+                assert torch.equal(grads[name][~masked], live[~masked])
+                # free positions: g − c·(g_old − g̃) by hand, against the plain g the step left there
+                g_old, dense = corrector._last_old[i], corrector._dense_full_grad[i]
+                torch.testing.assert_close(grads[name][masked], (live - corrector.c * (g_old - dense))[masked])
+                seen.append(float((grads[name][masked] - live[masked]).abs().max()))
+        original(grads)
+
+    sparsifier.record_corrected_gradients = check
+    assert trainer.run(progress=False) == "completed"
+    assert seen and max(seen) > 0  # the free positions' scores differ from the plain gradient's
+    plain, _ = prepare(config.replace(growth="gradient"))
+    assert plain.run(progress=False) == "completed"
+    plain_masks = next(cb.sparsifier for cb in plain.callbacks if getattr(cb, "sparsifier", None) is not None).masks
+    assert any(not torch.equal(sparsifier.masks[name], plain_masks[name]) for name in sparsifier.params)
+    with pytest.raises(ConfigError, match="RunConfig.growth: 'corrected-gradient' is invalid; .* optimizer 'sgd'"):
+        config.replace(optimizer="sgd")

@@ -372,6 +372,23 @@ def test_recorded_dense_gradients_drive_gradient_growth_but_not_optimizer_gradie
         assert torch.equal(fresh, expected_new.bool()), growth
 
 
+def test_corrected_gradient_growth_scores_the_recorded_corrected_gradients_and_needs_them():
+    raw = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    corrected = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
+    model, optimizer, sparsifier = single_layer(WEIGHT, MASK, growth="corrected-gradient")
+    sparsifier.record_dense_gradients({"weight": raw})
+    sparsifier.record_corrected_gradients({"weight": corrected})
+    model.weight.grad = raw.clone()  # what the step is handed does not count
+    optimizer.step()
+    assert torch.equal(sparsifier.masks["weight"] & ~MASK, corrected.bool())
+    model, optimizer, sparsifier = single_layer(WEIGHT, MASK, growth="corrected-gradient")
+    model.weight.grad = raw.clone()
+    with pytest.raises(RuntimeError, match="growth 'corrected-gradient' scores a gradient corrector's"):
+        optimizer.step()
+    with pytest.raises(ValueError, match=r"grads: missing the maskable weights \['weight'\]"):
+        sparsifier.record_corrected_gradients({})
+
+
 def test_record_dense_gradients_is_only_kept_for_update_steps_and_checks_names():
     model = tiny_conv()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -253,6 +253,10 @@ class GradientCorrector:
         self.c_hat_from_steps = False
         self._step_losses: list[tuple[torch.Tensor, torch.Tensor]] = []  # (L(θ_t), L(θ̃)) since the last refresh
         self._stashed: tuple[list[torch.Tensor | None], torch.Tensor] | None = None  # paired_backward_'s g(θ̃), L(θ̃)
+        # growth 'corrected-gradient': g̃ before masking, and this step's g(θ̃) by parameter index
+        self.keep_dense_full_grad = False
+        self._dense_full_grad: list[torch.Tensor] = []
+        self._last_old: dict[int, torch.Tensor] = {}
 
     # ---------------------------------------------------------------- coefficient
 
@@ -352,6 +356,7 @@ class GradientCorrector:
             else:
                 self._copy_into_snapshot(dict(model.named_parameters()), dict(model.named_buffers()))
             self._full_grad = acc
+            self._dense_full_grad = [a.clone() for a in acc] if self.keep_dense_full_grad else []
             self._correctable = [torch.ones_like(p, dtype=torch.bool) for p in self._params]
             self._partial = set()
             for i, keep in enumerate(self._keep):
@@ -401,6 +406,7 @@ class GradientCorrector:
         snapshot gradient it computed is used and no pass is spent here.
         """
         stashed, self._stashed = self._stashed, None
+        self._last_old = {}
         if self._snapshot is None:
             return 0
         if self.c_hat_from_steps and live_loss is None:
@@ -437,6 +443,8 @@ class GradientCorrector:
                 all_reduce_mean_(present, weight=passes)
         if self.c_hat_from_steps:
             self._record_pair(live_loss, loss, _batch_size(x, y))
+        if self.keep_dense_full_grad:
+            self._last_old = {i: g for i, g in zip(active, old_grads) if g is not None}
         with torch.no_grad():
             for i, g_old in zip(active, old_grads):
                 delta = self._full_grad[i].clone() if g_old is None else self._full_grad[i] - g_old
@@ -453,6 +461,27 @@ class GradientCorrector:
             all_reduce_sum_([weighted])
             pair = weighted[:2] / weighted[2]
         self._step_losses.append((pair[0], pair[1]))
+
+    @torch.no_grad()
+    def corrected_everywhere(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """ĝ = g − c·(g_old − g̃) at every position of the named parameters, masked ones included.
+
+        The step's own correction (:meth:`correct_`) covers the positions active since the last
+        refresh only; growth ``corrected-gradient`` scores the free positions with this instead.
+        ``grads``: this step's raw g(θ) by parameter name; call after :meth:`correct_` on the same
+        batch. g̃ is the refresh's full gradient before masking and g_old the snapshot's gradient of
+        :meth:`correct_`; ``g`` itself before the first refresh and when ``c == 0``. Needs
+        ``keep_dense_full_grad`` set before the refresh."""
+        if not self.keep_dense_full_grad:
+            raise RuntimeError("corrected_everywhere needs keep_dense_full_grad = True before the refresh")
+        out = {}
+        for name, g in grads.items():
+            i = self._index[name]
+            old = self._last_old.get(i)
+            # the arithmetic of correct_ (g + c·(g̃ − g_old)), so active positions match the step's ĝ bit for bit
+            out[name] = g if old is None or not self._dense_full_grad else \
+                g.clone().add_(self._dense_full_grad[i] - old, alpha=self.c)
+        return out
 
     def paired_backward_(self, loss_fn: Callable[[Any], tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, Any] | None:
         """The training backward and the snapshot gradient of :meth:`correct_` in one batched call.
@@ -545,6 +574,8 @@ class GradientCorrector:
             }
             state["full_grad"] = {n: g.clone() for n, g in zip(self._names, self._full_grad)}
             state["correctable"] = {n: m.clone() for n, m in zip(self._names, self._correctable)}
+            if self._dense_full_grad:
+                state["dense_full_grad"] = {n: g.clone() for n, g in zip(self._names, self._dense_full_grad)}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -573,6 +604,9 @@ class GradientCorrector:
                                    for n, p in zip(self._names, self._params)]
                 self._correctable = [state["correctable"][n].to(device=p.device, dtype=torch.bool).clone()
                                      for n, p in zip(self._names, self._params)]
+                dense = state.get("dense_full_grad")
+                self._dense_full_grad = [] if dense is None else [
+                    dense[n].to(device=p.device, dtype=p.dtype).clone() for n, p in zip(self._names, self._params)]
             self._partial = {i for i, m in enumerate(self._correctable) if not bool(m.all())}
         self._keep = keep
         self.c_hat = float(state["c_hat"])
@@ -583,6 +617,7 @@ class GradientCorrector:
                               torch.tensor(b, dtype=torch.float64, device=device))
                              for a, b in state.get("step_losses", [])]
         self._stashed = None
+        self._last_old = {}
 
     # ---------------------------------------------------------------- internals
 

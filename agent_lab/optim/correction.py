@@ -110,9 +110,10 @@ class CorrectionCallback(Callback):
     def before_optimizer_step(self, trainer, batch: Batch) -> None:
         loss_fn = self._batch_loss(trainer, batch)
         self._refresh_if_due(trainer)
+        raw = None
         if self.sparsifier is not None and self.sparsifier.will_update():
-            self.sparsifier.record_dense_gradients(
-                {name: p.grad.detach().clone() for name, p in self.sparsifier.params.items() if p.grad is not None})
+            raw = {name: p.grad.detach().clone() for name, p in self.sparsifier.params.items() if p.grad is not None}
+            self.sparsifier.record_dense_gradients(raw)
         if self.mvr is not None:
             trainer.count_passes(self.mvr.transform_(batch.x, batch.y, loss_fn) * trainer.objective.loss_passes_per_example)
             if self.mvr.lr is not None:  # STORM's adaptive step replaces the scheduled lr for this step
@@ -122,6 +123,8 @@ class CorrectionCallback(Callback):
             passes = self.corrector.correct_(batch.x, batch.y, loss_fn,
                                              live_loss=trainer.step_loss if self.corrector.c_hat_from_steps else None)
             trainer.count_passes(passes * trainer.objective.loss_passes_per_example)
+        if raw is not None and self.corrector is not None and self.corrector.keep_dense_full_grad:
+            self.sparsifier.record_corrected_gradients(self.corrector.corrected_everywhere(raw))
 
     def _full_pass_objective(self, trainer):
         """The loss of the full-gradient pass and its passes per example.
@@ -188,6 +191,7 @@ def build_correction(config, trainer, sparsifier=None) -> CorrectionCallback | N
     refresh_every = config.refresh_every or len(trainer.train_loader)
     callback = CorrectionCallback(corrector, mvr, refresh_every, full_pass, sparsifier)
     if corrector is not None:
+        corrector.keep_dense_full_grad = config.growth == "corrected-gradient"
         corrector.fused = config.fused_passes
         corrector.c_hat_from_steps = config.c_hat_source == "steps"
         callback.full_pass_fraction = config.full_pass_fraction

@@ -239,7 +239,7 @@ def _fig25(scale):
 
 def _fig27(scale):
     return _itop_arms(scale, (("RigL-ITOP", "agent", None, {}),
-                              ("RigL-ITOP-G", "agent", None, {"growth": "optimizer-gradient"})),
+                              ("RigL-ITOP-G", "agent", None, {"growth": "corrected-gradient"})),
                       models=("vgg-c", "resnet34"), pipelines=("rigl-itop",))
 
 
@@ -479,8 +479,9 @@ ARTIFACT_LIST: tuple[ArtifactSpec, ...] = (
                faster("RigL-ITOP-G", "RigL-ITOP", epochs=(0.0, 0.5))),
          Claim("After the first lr decay, growing with the corrected gradient ends slightly below plain RigL-ITOP.",
                faster("RigL-ITOP", "RigL-ITOP-G", epochs=(0.5, 1.0)))),
-        "Both arms train with AGENT; RigL-ITOP-G grows where the corrected gradient ĝ is largest "
-        "(growth 'optimizer-gradient'). " + UNSTATED_SEEDS, ("itop", "growth", "curves"),
+        "Both arms train with AGENT; RigL-ITOP-G grows where the corrected gradient ĝ = g − c·(g_old − g̃) "
+        "is largest, computed at the free positions too (growth 'corrected-gradient'; AGENT's step corrects "
+        "the active positions only, where growth does not look). " + UNSTATED_SEEDS, ("itop", "growth", "curves"),
         arms=_fig27, facets=ITOP_FACETS, renderer="curves", paper_epochs=250,
         scale_notes=(("cpu", "cpu scale: VGG-C only."),)),
 )

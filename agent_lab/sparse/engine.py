@@ -9,8 +9,10 @@ loop that calls ``optimizer.step()`` trains sparsely with no other call:
   update steps change the masks (:class:`DynamicSparsity`).
 
 ``Sparsifier`` alone is static sparse training. ``DynamicSparsity`` adds drop-and-grow updates: SET
-(``random``), RigL (``gradient``), ITOP's ``random-unfired`` and ``optimizer-gradient`` (growth
-scored by the gradient the optimizer actually uses, after a gradient corrector).
+(``random``), RigL (``gradient``), ITOP's ``random-unfired``, ``optimizer-gradient`` (growth
+scored by the gradient the optimizer is handed: after AGENT's correction, which covers the active
+positions only, this equals ``gradient`` where growth looks) and ``corrected-gradient`` (AGENT's
+ĝ = g − c·(g_old − g̃) at every position, masked ones included: RigL-ITOP-G of Fig. 27).
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ class GrowthMode:
     ``score(sparsifier, name, weight)`` returns the scores. ``gradient`` says which gradient the
     mode needs stashed at the update step: ``"dense"`` (the raw dense gradient, the recorded one
     when :meth:`DynamicSparsity.record_dense_gradients` was given one), ``"step"`` (the gradient
-    the optimizer is handed, e.g. AGENT's corrected one), or ``None``.
+    the optimizer is handed, e.g. AGENT's corrected one), ``"corrected"`` (the one
+    :meth:`DynamicSparsity.record_corrected_gradients` was given), or ``None``.
     """
 
     score: Callable[[Any, str, torch.Tensor], torch.Tensor]  # (the DynamicSparsity, layer name, weight)
@@ -56,6 +59,7 @@ GROWTH_MODES: dict[str, GrowthMode] = {
     "random-unfired": GrowthMode(lambda sparsifier, name, weight: unfired_scores(sparsifier.masks.union[name],
                                                                                  sparsifier.generator)),
     "optimizer-gradient": GrowthMode(_stashed_gradient, gradient="step"),
+    "corrected-gradient": GrowthMode(_stashed_gradient, gradient="corrected"),
 }
 
 
@@ -102,6 +106,7 @@ class Sparsifier:
         self.step = 0
         self._scores: dict[str, torch.Tensor] | None = None
         self._recorded: dict[str, torch.Tensor] | None = None
+        self._recorded_corrected: dict[str, torch.Tensor] | None = None
         self._followers: list[Any] = []
         self._enforce()
         self._handles = [optimizer.register_step_pre_hook(self._before_step),
@@ -153,6 +158,7 @@ class Sparsifier:
         finally:
             self._scores = None
             self._recorded = None
+            self._recorded_corrected = None
 
     def follow(self, holder: Any) -> None:
         """Keep ``holder``'s per-element state in line with the masks.
@@ -204,6 +210,15 @@ class Sparsifier:
         """
         if not self._update_due(self.step + 1):
             return
+        self._recorded = self._checked_scores(grads)
+
+    def record_corrected_gradients(self, grads: Mapping[str, torch.Tensor]) -> None:
+        """Hand over a corrector's gradient at every position (``{weight name: ĝ}``) for growth
+        ``corrected-gradient``; like :meth:`record_dense_gradients`, kept for update steps only."""
+        if self._update_due(self.step + 1):
+            self._recorded_corrected = self._checked_scores(grads)
+
+    def _checked_scores(self, grads: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         missing = [name for name in self.params if name not in grads]
         if missing:
             raise ValueError(f"grads: missing the maskable weights {missing}")
@@ -211,7 +226,7 @@ class Sparsifier:
             if grads[name].shape != p.shape:
                 raise ValueError(f"grads[{name!r}]: shape {tuple(grads[name].shape)} differs from the weight's "
                                  f"{tuple(p.shape)}")
-        self._recorded = {name: gradient_scores(grads[name]) for name in self.params}
+        return {name: gradient_scores(grads[name]) for name in self.params}
 
     def metrics(self) -> dict[str, float]:
         return {"density": self.masks.density(), "itop_rate": self.masks.itop_rate(),
@@ -270,6 +285,11 @@ class DynamicSparsity(Sparsifier):
         needs = GROWTH_MODES[self.growth].gradient
         if needs == "dense" and self._recorded is not None:
             self._scores = self._recorded
+        elif needs == "corrected":
+            if self._recorded_corrected is None:
+                raise RuntimeError("growth 'corrected-gradient' scores a gradient corrector's ĝ at every position: "
+                                   "record_corrected_gradients() must be given it before the update step")
+            self._scores = self._recorded_corrected
         elif needs is not None:
             # A layer without a gradient scores 0 everywhere and grows at its lowest free indices.
             self._scores = {name: gradient_scores(p.grad) if p.grad is not None else torch.zeros_like(p)
