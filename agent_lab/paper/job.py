@@ -152,25 +152,31 @@ class ReproduceJob:
             options.update(jobs=self.jobs, devices=self.devices)
         launched = launch([run.config for run in todo.values()], self.out, self.launcher, wait=False, **options)
         reported = {key: 0 for key in todo}  # history rows already reported per run
+        stamps: dict[tuple, int] = {}  # meta.json's mtime when a run was last read
         while True:
             ended = launched.done()
-            self._watch(todo, reported)
+            self._watch(todo, reported, stamps)
             if ended:
                 break
             if self.stop_event.wait(self.poll_seconds):
                 launched.cancel()
-                self._watch(todo, reported)
+                self._watch(todo, reported, stamps)
                 left = sum(key not in self.finished for key in todo)
                 raise KeyboardInterrupt(f"{left} of {len(todo)} launched run(s) are not finished; "
                                         "reproduce again to resume them")
         launched.wait()  # a failed worker or job raises here
 
-    def _watch(self, todo: dict[tuple, Run], reported: dict[tuple, int]) -> None:
-        """Turn what the run store shows of the launched runs into events."""
+    def _watch(self, todo: dict[tuple, Run], reported: dict[tuple, int], stamps: dict[tuple, int]) -> None:
+        """Turn what the run store shows of the launched runs into events (a started run is read
+        again only once its trainer has saved since)."""
         from ..runs import load_run, run_dir_for
 
         for key, run in todo.items():
             if key in self.finished:
+                continue
+            meta = run_dir_for(run.config, self.out) / "meta.json"
+            stamp = meta.stat().st_mtime_ns if meta.exists() else None
+            if key in self._started and stamp is not None and stamps.get(key) == stamp:
                 continue
             state = run_state(run, self.out)
             if state in ("missing", "queued", "damaged"):
@@ -185,6 +191,8 @@ class ReproduceJob:
             for row in rows[reported[key]:]:
                 self._on_event(RunEvent("epoch", run, row=row))
             reported[key] = len(rows)
+            if stamp is not None:
+                stamps[key] = stamp
             if state in ("completed", "diverged"):
                 self._on_event(RunEvent("done", run, result=result))
 
