@@ -125,14 +125,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.timings is not None and not args.cost:
         raise ValueError("--timings: only with --cost (the timings price the runs)")
     if args.scale is not None or args.cost:
-        from .paper.reproduce import plan, run_state
+        from .paper.reproduce import archived_runs, plan, run_state
         the_plan = plan(["all"], args.scale or "cpu", seeds=args.seeds)
         states = {key: run_state(run, args.out) for key, run in the_plan.distinct.items()}
+        for key in archived_runs(the_plan, args.archive):
+            if states[key] == "missing":
+                states[key] = "archived"
         if args.cost:
             from .paper.cost import format_seconds, load_timings, plan_cost
             timings = None if args.timings is None else load_timings(args.timings)
             frame = plan_cost(the_plan, args.out, timings)
-            costs = dict(zip(the_plan.distinct, frame["seconds"]))
+            costs = {key: 0.0 if states[key] == "archived" else seconds  # restored, not trained
+                     for key, seconds in zip(the_plan.distinct, frame["seconds"])}
         print(f"scale {the_plan.scale.name}: {the_plan.scale.description}; run store {args.out}")
     for spec in ARTIFACTS.values():
         printed = f"{counts.get(spec.id, 0)} numbers" if spec.kind == "table" else "no numbers"
@@ -145,10 +149,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             keys = list(dict.fromkeys(run.key for run in the_plan.runs[spec.id]))
             cached = sum(states[k] in ("completed", "diverged") for k in keys)
             line = f"         runs: {len(keys)} needed, {cached} cached"
-            for state in ("queued", "running"):
+            for state in ("archived", "queued", "running"):
                 count = sum(states[k] == state for k in keys)
                 line += f", {count} {state}" if count else ""
-            line += f", {len(keys) - cached} to train"
+            line += f", {len(keys) - cached - sum(states[k] == 'archived' for k in keys)} to train"
             if costs is not None:
                 line += f", ~{format_seconds(sum(costs[k] for k in keys))} " + (
                     "on this machine" if timings is None else "at the given timings")
@@ -164,13 +168,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .paper.reproduce import artifact_folder, describe_plan, plan, rerender, reproduce
+def cmd_archive(args: argparse.Namespace) -> int:
+    from .paper.reproduce import archive_folder, archive_plan, plan
 
+    the_plan = plan(args.artifacts, args.scale, seeds=args.seeds)
+    table = archive_plan(the_plan, args.out, args.archive)
+    done = table["result"] == "archived"
+    print(f"{int(done.sum())} of {len(table)} runs archived in {archive_folder(args.archive, args.scale)}")
+    for _, row in table[~done].iterrows():
+        print(f"  [{row['result']}: not archived] {row['run']} ({row['label']}, seed {row['seed']})")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .paper.reproduce import artifact_folder, describe_plan, plan, rerender, reproduce, restore_archived
+
+    archive = None if args.no_archive else args.archive
     if args.dry_run:
         the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device, labels=args.methods,
                         sparsities=args.sparsities)
-        table = describe_plan(the_plan, args.out)
+        table = describe_plan(the_plan, args.out, archive)
         print(f"scale {the_plan.scale.name}: {the_plan.scale.description}")
         print(f"{len(table)} distinct runs ({(table['state'] == 'completed').sum()} cached) into {args.out}; "
               "each config as the fields that differ from RunConfig's defaults (agent-lab train --help):")
@@ -187,6 +204,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
         the_plan = plan(args.artifacts, args.scale, seeds=args.seeds, device=args.device, labels=args.methods,
                         sparsities=args.sparsities)
+        restore_archived(the_plan, args.out, archive)
         missing = [run.config for run in the_plan.distinct.values()
                    if run.arm.driver == "train" and run_state(run, args.out) not in ("completed", "diverged", "queued")]
         print(f"{len(missing)} run(s) to train through launcher {args.launcher}")
@@ -210,7 +228,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         results = reproduce(args.artifacts, args.scale, seeds=args.seeds, device=args.device, out=args.out,
                             figures=args.figures, progress=not args.quiet, labels=args.methods,
-                            sparsities=args.sparsities)
+                            sparsities=args.sparsities, archive=archive)
     for artifact, result in results.items():
         print(f"{artifact}: {artifact_folder(args.figures, artifact, args.scale)} ({len(result.paths)} files)")
         for _, row in result.verdicts.iterrows():
@@ -361,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "benchmarks/suite.py measured on another machine (a GPU)")
     listing.add_argument("--seeds", type=int, default=None, help="seeds per arm [default: the scale's]")
     listing.add_argument("--out", default="runs", help="the run store [default: runs]")
+    listing.add_argument("--archive", default="archive",
+                         help="with --scale: also count the runs ARCHIVE/<scale>/ holds [default: archive]")
     listing.set_defaults(handler=cmd_list)
 
     reproducing = sub.add_parser("reproduce", help="regenerate tables/figures of the paper: train what is missing, "
@@ -377,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="only the arms at these sparsities (e.g. 0.99) [default: all]")
     reproducing.add_argument("--out", default="runs", help="the run store [default: runs]")
     reproducing.add_argument("--figures", default="figures", help="output root: figures/<id>/ [default: figures]")
+    reproducing.add_argument("--archive", default="archive",
+                             help="restore the runs the store lacks from ARCHIVE/<scale>/ (slim copies of finished "
+                                  "runs, see `agent-lab archive`) instead of training them [default: archive]")
+    reproducing.add_argument("--no-archive", action="store_true", help="never restore from the archive: train them")
     reproducing.add_argument("--dry-run", action="store_true", help="list the runs and their configs, train nothing")
     reproducing.add_argument("--rerender", action="store_true",
                              help="redraw from the histories and measurements saved in figures/<id>/ "
@@ -398,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
                              help="--launcher submitit: submit the jobs and return (nothing rendered); runs queued "
                                   "by an earlier command are not submitted again")
     reproducing.set_defaults(handler=cmd_reproduce)
+
+    archiving = sub.add_parser("archive", help="write slim copies (no checkpoints) of the finished runs of "
+                                               "tables/figures, to version them beside the figures")
+    archiving.add_argument("artifacts", nargs="+", metavar="ID", help="table1..table8, fig1..fig27, or all")
+    archiving.add_argument("--scale", choices=("smoke", "cpu", "paper"), default="cpu",
+                           help="the scale of the runs [default: cpu]")
+    archiving.add_argument("--seeds", type=int, default=None, help="seeds per arm [default: the scale's]")
+    archiving.add_argument("--out", default="runs", help="the run store [default: runs]")
+    archiving.add_argument("--archive", default="archive", help="copies go to ARCHIVE/<scale>/ [default: archive]")
+    archiving.set_defaults(handler=cmd_archive)
 
     repair = sub.add_parser("repair", help="rewrite a run's history, side tables and meta.json from its checkpoint")
     repair.add_argument("--run", required=True, help="run folder (as written by train)")

@@ -10,7 +10,7 @@ import torch
 
 from agent_lab.paper import ARTIFACTS
 from agent_lab.paper.job import ReproduceJob
-from agent_lab.paper.reproduce import arm_choices, plan
+from agent_lab.paper.reproduce import archive_plan, arm_choices, plan
 from agent_lab.paper.scales import get_scale
 from agent_lab.runs import RunLock, run_dir_for
 from agent_lab.widgets import ArtifactPanel
@@ -30,9 +30,10 @@ def _trained(panel) -> list[str]:
     return started
 
 
-def _panel(tmp_path, artifacts, sparsities=None, methods=None) -> ArtifactPanel:
+def _panel(tmp_path, artifacts, sparsities=None, methods=None, out="runs") -> ArtifactPanel:
     """A smoke-scale panel on the artifacts, with the sparsities and methods chosen as a user would."""
-    panel = ArtifactPanel(artifacts, "smoke", out=tmp_path / "runs", figures=tmp_path / "figures")
+    panel = ArtifactPanel(artifacts, "smoke", out=tmp_path / out, figures=tmp_path / "figures",
+                          archive=tmp_path / "archive")
     if sparsities is not None:
         panel.sparsities.value = sparsities
     if methods is not None:
@@ -65,6 +66,17 @@ def _run_twice_and_check(tmp_path, artifacts, sparsities=None, methods=None):
     again.run(wait=True)
     assert started_again == [] and set(again.job.status["state"]) == {"cached"}
     assert "runs {0}/{0}".format(len(again.job.status)) in again.progress_text.value
+
+    # a fresh store (a fresh clone) with the archive of these runs: shown archived, restored, nothing trained
+    if any(run.arm.driver == "hydra" for run in again.job.plan.distinct.values()):
+        return panel  # HYDRA's phases keep their weights: they are not archived
+    archive_plan(again.job.plan, tmp_path / "runs", tmp_path / "archive")
+    fresh = _panel(tmp_path, artifacts, sparsities, methods, out="fresh")
+    assert set(fresh.job.status["state"]) == {"archived"} and fresh.job.eta_seconds == 0
+    started_fresh = _trained(fresh)
+    fresh.run(wait=True)
+    assert started_fresh == [] and set(fresh.job.status["state"]) == {"cached"}
+    assert "done" in fresh.message.value, fresh.message.value
     return panel
 
 

@@ -1,4 +1,5 @@
 """agent-lab reproduce end to end at the smoke scale: render, trace, serve from the store, resume, rerender."""
+import importlib
 import json
 import os
 import shutil
@@ -82,6 +83,37 @@ def test_rerender_redraws_from_the_saved_histories_without_the_run_store(fig7_tw
     assert "rerendered" in sources and len(sources["runs"]) == 8  # the runs it was drawn from are kept
     assert main(["reproduce", "fig3", "--scale", "smoke", "--rerender", "--figures", str(figures)]) == 2
     assert "no smoke-scale entry" in capsys.readouterr().err
+
+
+def test_archived_runs_restore_into_a_fresh_store_and_render_the_same_without_training(fig7_two_seeds, tmp_path,
+                                                                                      capsys, monkeypatch):
+    root, _ = fig7_two_seeds
+    result = _fig7(root, seeds=2)["fig7"]  # served from the module's store (another test drew one seed since)
+    archive, fresh = tmp_path / "archive", tmp_path / "runs"
+    assert main(["archive", "fig7", "--scale", "smoke", "--seeds", "2", "--out", str(root / "runs"),
+                 "--archive", str(archive)]) == 0
+    assert "8 of 8 runs archived" in capsys.readouterr().out
+    assert not list((archive / "smoke").glob("*/*.pt"))
+    assert main(["reproduce", "fig7", "--seeds", "2", "--out", str(fresh), "--archive", str(archive),
+                 "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("[archived]") == 8
+    assert main(["list", "--scale", "smoke", "--seeds", "2", "--out", str(fresh), "--archive", str(archive)]) == 0
+    assert "runs: 8 needed, 0 cached, 8 archived, 0 to train" in capsys.readouterr().out
+    train_module = importlib.import_module("agent_lab.train")
+    monkeypatch.setattr(train_module, "prepare", lambda *a, **k: pytest.fail("a run was trained"))
+    again = reproduce(["fig7"], "smoke", seeds=2, out=fresh, figures=tmp_path / "figures", progress=False,
+                      archive=archive)["fig7"]
+    pd.testing.assert_frame_equal(again.verdicts, result.verdicts)
+    for name in ("curves_smoke.csv", "histories_smoke.csv"):
+        mine = pd.read_csv(tmp_path / "figures" / "smoke" / "fig7" / name).drop(columns=["run"], errors="ignore")
+        theirs = pd.read_csv(root / "figures" / "smoke" / "fig7" / name).drop(columns=["run"], errors="ignore")
+        pd.testing.assert_frame_equal(mine, theirs)
+    assert len(list(fresh.glob("*/meta.json"))) == 8
+    # without the archive the fresh store would train them: --no-archive says so in the plan
+    empty = tmp_path / "empty"
+    assert main(["reproduce", "fig7", "--seeds", "2", "--out", str(empty), "--archive", str(archive),
+                 "--no-archive", "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("[missing]") == 8
 
 
 def test_reproduce_resumes_an_interrupted_run(tmp_path):

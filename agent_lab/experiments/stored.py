@@ -14,6 +14,7 @@ import torch
 
 from ..build import checkpoint_masks, model_from_checkpoint, resolve_device
 from ..runs import CHECKPOINT_FILE, RunResult, load_checkpoint, load_run
+from .archive import ARCHIVED_KEY
 
 
 class UnfinishedRunError(ValueError):
@@ -83,6 +84,10 @@ def open_run(run_dir: str | Path, device: str = "auto", *, allow_partial: bool =
     require_finished(run, allow_partial)
     torch_device = resolve_device(device)
     path = Path(run.run_dir) / CHECKPOINT_FILE
+    if not path.exists() and ARCHIVED_KEY in run.meta:
+        raise FileNotFoundError(f"{path} is missing: run {run.run_dir} was restored from an archive, which keeps "
+                                f"no checkpoints; to measure its weights, delete the folder and train the config "
+                                f"again (agent-lab train ... --no-resume)")
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run {run.run_dir} ({run.status}) has no completed epoch "
                                 f"to load; train it (again) first")

@@ -1,11 +1,13 @@
 """A reproduction as an object that can be watched and stopped: what ``ArtifactPanel`` drives.
 
 :class:`ReproduceJob` plans the runs of some artifacts at a scale (optionally only some methods and
-sparsities), keeps a status table of those runs (cached / missing / interrupted / queued / training /
-waiting / completed / diverged, with epoch and ETA), trains through :func:`train_all` (so cached
-runs are reused and interrupted ones resume), renders each artifact into ``figures/<id>/`` as soon
-as its last run finishes, and can be stopped from another thread: the run in training stops at its
-next step and resumes on the next :meth:`run`. Listeners get every :class:`RunEvent`.
+sparsities), keeps a status table of those runs (cached / archived / missing / interrupted / queued /
+training / waiting / completed / diverged, with epoch and ETA), restores the runs the store lacks
+from the archive (``archive/<scale>/``, served as they were: nothing is trained for them), trains
+through :func:`train_all` (so cached runs are reused and interrupted ones resume), renders each
+artifact into ``figures/<id>/`` as soon as its last run finishes, and can be stopped from another
+thread: the run in training stops at its next step and resumes on the next :meth:`run`. Listeners
+get every :class:`RunEvent`.
 
 With ``launcher="local"`` (worker processes, one per device) or ``"submitit"`` (cluster jobs) the
 missing runs are trained by :func:`agent_lab.experiments.launch.launch` first; the job watches the
@@ -26,7 +28,8 @@ from .artifacts import ARTIFACTS
 from .cost import format_seconds, plan_cost
 from .measure import curves_of
 from .plan import Run
-from .reproduce import ArtifactResult, RunEvent, plan, render_artifact, run_state, train_all
+from .reproduce import (ARCHIVE, ArtifactResult, RunEvent, archived_runs, plan, render_artifact, restore_archived,
+                        run_state, train_all)
 
 STATUS_COLUMNS = ["artifacts", "label", "facets", "seed", "state", "epoch", "epochs", "eta_s", "run"]
 FINISHED = ("cached", "completed", "diverged")
@@ -40,7 +43,7 @@ class ReproduceJob:
                  labels: Iterable[str] | None = None, sparsities: Iterable[float] | None = None,
                  out: str | Path = "runs", figures: str | Path = "figures", launcher: str = "none", jobs: int = 1,
                  devices: Iterable[str] | None = None, launcher_options: dict[str, Any] | None = None,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, archive: str | Path | None = ARCHIVE) -> None:
         from ..experiments.launch import LAUNCHERS
 
         if launcher not in ("none", *LAUNCHERS):
@@ -52,6 +55,8 @@ class ReproduceJob:
         self.launcher_options = dict(launcher_options or {})
         self.plan = plan(ids, scale, seeds=seeds, device=device, labels=labels, sparsities=sparsities)
         self.out, self.figures = Path(out), Path(figures)
+        self.archive = archive
+        self._archived = set(archived_runs(self.plan, archive))  # keys the archive holds
         self.stop_event = threading.Event()
         self.results: dict[str, ArtifactResult] = {}
         self.listeners: list[Callable[[RunEvent], None]] = []
@@ -75,9 +80,11 @@ class ReproduceJob:
     # -- the status table -------------------------------------------------------------------------
     def _row(self, key: tuple, run: Run) -> dict[str, Any]:
         state = run_state(run, self.out)
+        if state == "missing" and key in self._archived:  # restored (served, not trained) when the job runs
+            state = "archived"
         name = run.config.run_name()
         done, epochs = self._epochs_done(run, state), run.config.epochs
-        left = 0.0 if state in ("completed", "diverged") else \
+        left = 0.0 if state in ("completed", "diverged", "archived") else \
             float(self._estimate.get(name, float("nan"))) * self._speed * (epochs - done) / max(epochs, 1)
         return {"artifacts": ",".join(dict.fromkeys(self._users[key])), "label": run.arm.label,
                 "facets": ", ".join(f"{k}={v}" for k, v in run.arm.facets), "seed": run.seed,
@@ -86,7 +93,7 @@ class ReproduceJob:
 
     def _epochs_done(self, run: Run, state: str) -> int:
         """Epochs in the run's history (one another process trains included; 0 when unreadable)."""
-        if state in ("missing", "hydra", "damaged"):
+        if state in ("missing", "hydra", "damaged", "archived"):
             return 0
         from ..runs import load_run, run_dir_for
         try:
@@ -124,6 +131,7 @@ class ReproduceJob:
             if self.status.at[position, "state"] not in FINISHED:
                 self.status.at[position, "state"] = "queued"
         try:
+            restore_archived(self.plan, self.out, self.archive)
             if self.launcher != "none":
                 self._train_launched()
             train_all(self.plan, self.out, progress=False, stop=self.stop_event, on_event=self._on_event)

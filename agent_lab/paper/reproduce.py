@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..experiments.archive import archive_run, archived_copy, restore_run
 from ..reporting import label_table, save_figure, save_table
 from ..runs import (FINAL_STATUSES, RunLockedError, is_running, load_run, queued_entry, read_json, run_dir_for,
                     write_json)
@@ -34,6 +35,7 @@ from .scales import Scale, get_scale
 from .spec import ArtifactSpec
 
 SOURCES_FILE = "SOURCES.json"
+ARCHIVE = "archive"  # the default archive of finished runs: archive/<scale>/<run name>/ (no checkpoints)
 
 
 def artifact_folder(figures: str | Path, artifact: str, scale: str) -> Path:
@@ -140,6 +142,48 @@ def run_state(run: Run, out: str | Path) -> str:
     if state not in FINAL_STATUSES and queued_entry(run_dir):
         return "queued"
     return state
+
+
+def archive_folder(archive: str | Path, scale: str) -> Path:
+    """``archive/<scale>/``: the slim copies of a scale's finished runs (see :mod:`agent_lab.experiments.archive`)."""
+    return Path(archive).expanduser() / scale
+
+
+def archived_runs(the_plan: Plan, archive: str | Path | None) -> dict[tuple, Path]:
+    """The plan's runs that ``archive/<scale>/`` holds, by run key."""
+    if archive is None:
+        return {}
+    folder = archive_folder(archive, the_plan.scale.name)
+    found = {key: archived_copy(run.config, folder) for key, run in the_plan.distinct.items()
+             if run.arm.driver == "train"}
+    return {key: path for key, path in found.items() if path is not None}
+
+
+def restore_archived(the_plan: Plan, out: str | Path = "runs", archive: str | Path | None = ARCHIVE) -> list[str]:
+    """Copy into the run store ``out`` every run of the plan that the store lacks and the archive holds
+    (the store then serves them: nothing is trained for them); returns their run names. A run the
+    store has in any state (interrupted, damaged, being trained) is left to the store."""
+    restored = []
+    for key, source in archived_runs(the_plan, archive).items():
+        if run_dir_for(the_plan.distinct[key].config, out).exists():
+            continue
+        restored.append(restore_run(source, out).run_dir.name)
+    return restored
+
+
+def archive_plan(the_plan: Plan, out: str | Path = "runs", archive: str | Path = ARCHIVE) -> pd.DataFrame:
+    """Write the slim copy of every finished run of the plan into ``archive/<scale>/``; one row per
+    distinct run with what was done (``archived``, or why not: ``missing``, ``interrupted``, ...)."""
+    folder = archive_folder(archive, the_plan.scale.name)
+    rows = []
+    for run in the_plan.distinct.values():
+        state = run_state(run, out)
+        name = run.config.run_name()
+        if state in FINAL_STATUSES:
+            archive_run(run_dir_for(run.config, out), folder)
+            state = "archived"
+        rows.append({"run": name, "label": run.arm.label, "seed": run.seed, "result": state})
+    return pd.DataFrame(rows, columns=["run", "label", "seed", "result"])
 
 
 def _train(run: Run, out: str | Path, progress: bool, lock_timeout: float | None, stop: Any = None,
@@ -326,11 +370,13 @@ def rerender(ids: Iterable[str], scale: str = "cpu", *, figures: str | Path = "f
 
 def reproduce(ids: Iterable[str], scale: str = "smoke", *, seeds: int | None = None, device: str = "auto",
               out: str | Path = "runs", figures: str | Path = "figures", progress: bool = True,
-              labels: Iterable[str] | None = None, sparsities: Iterable[float] | None = None
-              ) -> dict[str, ArtifactResult]:
+              labels: Iterable[str] | None = None, sparsities: Iterable[float] | None = None,
+              archive: str | Path | None = ARCHIVE) -> dict[str, ArtifactResult]:
     """Train what is missing, then measure and render every artifact of ``ids`` at ``scale``
-    (``labels`` / ``sparsities``: only those arms, as in :func:`plan`)."""
+    (``labels`` / ``sparsities``: only those arms, as in :func:`plan`). Runs the store lacks are
+    first restored from ``archive/<scale>/`` where it holds them (``archive=None``: never)."""
     the_plan = plan(ids, scale, seeds=seeds, device=device, labels=labels, sparsities=sparsities)
+    restore_archived(the_plan, out, archive)
     results = train_all(the_plan, out, progress=progress)
     return {artifact: render_artifact(ARTIFACTS[artifact], runs, results, the_plan.scale, figures)
             for artifact, runs in the_plan.runs.items()}
@@ -343,16 +389,20 @@ def _config_text(config) -> str:
     return json.dumps(changed, ensure_ascii=False)
 
 
-def describe_plan(the_plan: Plan, out: str | Path = "runs") -> pd.DataFrame:
-    """One row per distinct run: the artifacts using it, label, seed, state, run name and config."""
+def describe_plan(the_plan: Plan, out: str | Path = "runs", archive: str | Path | None = None) -> pd.DataFrame:
+    """One row per distinct run: the artifacts using it, label, seed, state, run name and config
+    (state ``archived``: missing in the store, held by ``archive/<scale>/``, so restored, not trained)."""
+    archived = archived_runs(the_plan, archive)
     users: dict[tuple, list[str]] = {}
     for artifact, runs in the_plan.runs.items():
         for run in runs:
             users.setdefault(run.key, []).append(artifact)
     rows = []
     for key, run in the_plan.distinct.items():
+        state = run_state(run, out)
         rows.append({"artifacts": ",".join(dict.fromkeys(users[key])), "label": run.arm.label,
                      "facets": ", ".join(f"{k}={v}" for k, v in run.arm.facets), "seed": run.seed,
-                     "driver": run.arm.driver, "state": run_state(run, out), "run": run.config.run_name(),
+                     "driver": run.arm.driver, "state": "archived" if state == "missing" and key in archived else state,
+                     "run": run.config.run_name(),
                      "config": _config_text(run.config)})
     return pd.DataFrame(rows, columns=["artifacts", "label", "facets", "seed", "driver", "state", "run", "config"])

@@ -17,9 +17,9 @@ from ..paper.reproduce import RunEvent, arm_choices
 from ..paper.cost import format_seconds
 from ..reporting import SCALES, figure_png, notebook_scale
 
-STATE_COLORS = {"cached": "#2e7d32", "completed": "#2e7d32", "training": "#1565c0", "queued": "#6d6d6d",
-                "missing": "#6d6d6d", "interrupted": "#ef6c00", "waiting": "#6a1b9a", "diverged": "#c62828",
-                "damaged": "#c62828"}
+STATE_COLORS = {"cached": "#2e7d32", "completed": "#2e7d32", "archived": "#558b2f", "training": "#1565c0",
+                "queued": "#6d6d6d", "missing": "#6d6d6d", "interrupted": "#ef6c00", "waiting": "#6a1b9a",
+                "diverged": "#c62828", "damaged": "#c62828"}
 REDRAW_SECONDS = 1.0  # the live figure is redrawn at most this often
 
 
@@ -31,10 +31,13 @@ class ArtifactPanel:
     submitit jobs (``launcher_options``: ``cluster``, ``partition``, ``time_minutes``,
     ``gpus_per_job``, ...), and the panel watches the run store while they train.
 
-    Below the controls: a progress bar with the ETA, the status of every run (cached / missing /
-    interrupted / queued / training / waiting / completed / diverged, epoch, ETA), the curves of the
-    runs so far (redrawn as epochs land), then each artifact's figure in the paper's layout, its
-    table beside the paper's numbers and the claims' verdicts, as soon as its last run finishes.
+    Below the controls: a progress bar with the ETA, the status of every run (cached / archived /
+    missing / interrupted / queued / training / waiting / completed / diverged, epoch, ETA), the
+    curves of the runs so far (redrawn as epochs land), then each artifact's figure in the paper's
+    layout, its table beside the paper's numbers and the claims' verdicts, as soon as its last run
+    finishes.
+    Runs the store lacks but ``archive/<scale>/`` holds (the slim copies of the runs behind the
+    committed figures) show as ``archived`` and are restored, not trained, when Run is pressed.
     Outputs go to ``figures/<id>/`` as with ``agent-lab reproduce``. Everything it does is
     :class:`agent_lab.paper.job.ReproduceJob`; ``panel.job`` is the current one.
     """
@@ -42,12 +45,12 @@ class ArtifactPanel:
     def __init__(self, artifacts: str | Sequence[str] = ("fig7",), scale: str | None = None, *,
                  seeds: int | None = None, device: str = "auto", out: str | Path = "runs",
                  figures: str | Path = "figures", launcher: str = "none", jobs: int = 1,
-                 launcher_options: dict | None = None) -> None:
+                 launcher_options: dict | None = None, archive: str | Path | None = "archive") -> None:
         chosen = [artifacts] if isinstance(artifacts, str) else list(artifacts)
         unknown = [a for a in chosen if a not in ARTIFACTS]
         if unknown:
             raise ValueError(f"artifacts: {', '.join(unknown)} invalid; valid choices: {', '.join(ARTIFACTS)}")
-        self.out, self.figures = out, figures
+        self.out, self.figures, self.archive = out, figures, archive
         self.launcher_options = dict(launcher_options or {})
         self.job: ReproduceJob | None = None
         self.thread: threading.Thread | None = None
@@ -125,7 +128,8 @@ class ArtifactPanel:
                                 device=self.device.value, labels=self.methods.value,
                                 sparsities=self.sparsities.value if self.sparsities.options else None,
                                 out=self.out, figures=self.figures, launcher=self.launcher.value,
-                                jobs=self.jobs.value, launcher_options=self.launcher_options)
+                                jobs=self.jobs.value, launcher_options=self.launcher_options,
+                                archive=self.archive)
         self.job.listeners.append(self._on_event)
         self._shown = set()
         self.results.children = ()
