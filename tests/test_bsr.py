@@ -260,3 +260,99 @@ def test_bad_hyper_parameters_raise(kwargs, argument):
     args = dict(sparsity=0.9) | kwargs
     with pytest.raises(ValueError, match=rf"^{argument}\b"):
         BSRRewiring(model, optimizer, **args)
+
+
+def _update_by_indexing(sp: BSRRewiring) -> None:
+    """The rewiring written the plain way (boolean indexing, nonzero, a host read per layer): the
+    reference the device-friendly update must match bit for bit."""
+    from agent_lab.sparse.optimizer_state import mask_optimizer_state_
+
+    with torch.no_grad():
+        kept = {}
+        for name, w in sp.params.items():
+            mask, positive = sp.masks[name], sp.positive[name]
+            lr = sp.optimizer.param_groups[0]["lr"]
+            std = sp._noise_std(lr)
+            theta = torch.where(positive, w, -w)
+            nnz = int(mask.sum())
+            if nnz and (std > 0 or sp.l1 > 0):
+                delta = torch.full((nnz,), -lr * sp.l1, dtype=torch.float32)
+                if std > 0:
+                    delta += std * torch.randn(nnz, generator=sp.generator, dtype=torch.float32)
+                theta[mask] += delta
+            keep = mask & (theta > 0)
+            w.copy_(torch.where(keep, torch.where(positive, theta, -theta), torch.zeros_like(w)))
+            kept[name] = keep
+        deficit = sp.target - sum(int(k.sum()) for k in kept.values())
+        free = {name: k.numel() - int(k.sum()) for name, k in kept.items()}
+        chosen = sp._draw_reconnections(deficit, free, {n: k.numel() for n, k in kept.items()}, sp.generator)
+        for name, w in sp.params.items():
+            keep, new = kept[name], kept[name]
+            if name in chosen:
+                flat = keep.reshape(-1).clone()
+                flat[(~keep).reshape(-1).nonzero().squeeze(1)[chosen[name]]] = True
+                new = flat.view_as(keep)
+                w.copy_(torch.where(new & ~keep, sp._signed_reconnect_value(name, w), w))
+            mask_optimizer_state_(sp.optimizer, w, keep)
+            sp.masks.set(name, new)
+
+
+@pytest.mark.parametrize("regrowth", ["layer-size", "uniform"])
+def test_the_update_matches_plain_indexing_bit_for_bit(regrowth):
+    runs = []
+    for plain in (False, True):
+        model, size = make("vgg16")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+        sp = BSRRewiring(model, optimizer, sparsity=0.9, regrowth=regrowth, seed=5, **NOISY)
+        if plain:
+            sp.update_masks = lambda sp=sp: _update_by_indexing(sp)
+        reconnected = 0
+        for x, y in batches(size, 12):
+            step(model, optimizer, x, y)
+            reconnected += sp.last_reconnected
+        runs.append((model.state_dict(), {n: m.clone() for n, m in sp.masks.masks.items()}, reconnected))
+    (weights, masks, reconnected), (plain_weights, plain_masks, _) = runs
+    assert reconnected > 0  # rewiring did happen
+    for name in weights:
+        assert torch.equal(weights[name], plain_weights[name]), name
+    for name in masks:
+        assert torch.equal(masks[name], plain_masks[name]), name
+
+
+def test_the_update_reads_the_host_once_and_finds_positions_without_nonzero(monkeypatch):
+    model, size = make("vgg16")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    sp = BSRRewiring(model, optimizer, sparsity=0.9, seed=5, **NOISY)
+    layer_sizes = {w.numel() for w in sp.params.values()}
+    calls = {"tolist": 0, "nonzero on a layer": 0, "boolean index on a layer": 0}
+    real = {name: getattr(torch.Tensor, name) for name in ("tolist", "nonzero", "__getitem__", "__setitem__")}
+
+    def tolist(self, *args, **kwargs):
+        calls["tolist"] += 1
+        return real["tolist"](self, *args, **kwargs)
+
+    def nonzero(self, *args, **kwargs):
+        calls["nonzero on a layer"] += self.numel() in layer_sizes
+        return real["nonzero"](self, *args, **kwargs)
+
+    def boolean(index) -> bool:
+        return isinstance(index, torch.Tensor) and index.dtype == torch.bool and index.numel() in layer_sizes
+
+    def getitem(self, index):
+        calls["boolean index on a layer"] += boolean(index)
+        return real["__getitem__"](self, index)
+
+    def setitem(self, index, value):
+        calls["boolean index on a layer"] += boolean(index)
+        return real["__setitem__"](self, index, value)
+
+    data = batches(size, 3)
+    step(model, optimizer, *data[0])  # the first update reads the layers' counts once more
+    for name, replacement in (("tolist", tolist), ("nonzero", nonzero), ("__getitem__", getitem),
+                              ("__setitem__", setitem)):
+        monkeypatch.setattr(torch.Tensor, name, replacement)
+    sp.update_masks()
+    sp.update_masks()
+    monkeypatch.undo()
+    assert calls == {"tolist": 2, "nonzero on a layer": 0, "boolean index on a layer": 0}
+    assert sp.masks.nnz() == sp.target

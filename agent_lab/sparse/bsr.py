@@ -133,6 +133,18 @@ def _sample_distinct(n: int, k: int, generator: torch.Generator) -> torch.Tensor
     return chosen
 
 
+def _read_counts(masks: list[torch.Tensor]) -> list[int]:
+    """The number of True entries of each mask, in one transfer to the host."""
+    return torch.stack([mask.sum() for mask in masks]).tolist()
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device``; to a GPU through pinned memory, without waiting for the device."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 class BSRRewiring(Sparsifier):
     """BSR-Net rewiring on the maskable weights of ``model`` after every ``optimizer.step()``.
 
@@ -226,6 +238,7 @@ class BSRRewiring(Sparsifier):
         self.positive = {name: positive[name].to(p.device) for name, p in self.params.items()}
         self.last_disconnected = 0
         self.last_reconnected = 0
+        self._nnz: dict[str, int] | None = None
         with torch.no_grad():
             # Connected iff theta > 0: an initial weight of exactly 0 starts at the reconnect value.
             for name, w in self.params.items():
@@ -318,10 +331,11 @@ class BSRRewiring(Sparsifier):
                 for i, name in enumerate(names) if counts[i] > 0}
 
     def _signed_reconnect_value(self, name: str, weight: torch.Tensor) -> torch.Tensor:
-        value = torch.tensor(self.reconnect_value, dtype=weight.dtype, device=weight.device)
+        value = float(torch.tensor(self.reconnect_value, dtype=weight.dtype))  # rounded on the host, not read back
         if value == 0:
-            value = torch.tensor(torch.finfo(weight.dtype).tiny, dtype=weight.dtype, device=weight.device)
-        return torch.where(self.positive[name], value, -value)
+            value = torch.finfo(weight.dtype).tiny
+        magnitude = torch.full((), value, dtype=weight.dtype, device=weight.device)
+        return torch.where(self.positive[name], magnitude, -magnitude)
 
     # --- the update after every step ----------------------------------------------------------
 
@@ -338,37 +352,50 @@ class BSRRewiring(Sparsifier):
         them; ``optimizer.load_state_dict`` replaces the group dicts, so they are never cached)."""
         return {id(p): float(group["lr"]) for group in self.optimizer.param_groups for p in group["params"]}
 
+    def _layer_counts(self) -> dict[str, int]:
+        """Connections per layer, known on the host: kept by every update, read once after a restore."""
+        if self._nnz is None:
+            self._nnz = dict(zip(self.params, _read_counts([self.masks[name] for name in self.params])))
+        return self._nnz
+
     @torch.no_grad()
     def update_masks(self) -> None:
+        # On a GPU this makes one host read per step (the layers' kept counts, on which the host
+        # generator's reconnection draws depend) and no data-dependent shapes on the device: the
+        # noise goes in by masked_scatter, reconnected positions are found by a search in the
+        # running count of free positions, not by nonzero(). Same draws, same arithmetic, same
+        # results as indexing by masks.
         kept: dict[str, torch.Tensor] = {}
-        disconnected = 0
         learning_rates = self._learning_rates()
+        nnz = self._layer_counts()
         for name, w in self.params.items():
             mask = self.masks[name]
             positive = self.positive[name]
             lr = learning_rates[id(w)]
             std = self._noise_std(lr)
             theta = torch.where(positive, w, -w)
-            nnz = int(mask.sum())
-            if nnz and (std > 0 or self.l1 > 0):
-                delta = torch.full((nnz,), -lr * self.l1, dtype=torch.float32)
+            if nnz[name] and (std > 0 or self.l1 > 0):
+                delta = torch.full((nnz[name],), -lr * self.l1, dtype=torch.float32)
                 if std > 0:
-                    delta += std * torch.randn(nnz, generator=self.generator, dtype=torch.float32)
-                theta[mask] += delta.to(device=w.device, dtype=w.dtype)
+                    delta += std * torch.randn(nnz[name], generator=self.generator, dtype=torch.float32)
+                delta = _to_device(delta, w.device).to(w.dtype)
+                theta = torch.where(mask, theta + torch.zeros_like(theta).masked_scatter_(mask, delta), theta)
             keep = mask & (theta > 0)
             w.copy_(torch.where(keep, torch.where(positive, theta, -theta), torch.zeros_like(w)))
             kept[name] = keep
-            disconnected += nnz - int(keep.sum())
 
-        deficit = self.target - sum(int(k.sum()) for k in kept.values())
-        free = {name: k.numel() - int(k.sum()) for name, k in kept.items()}
+        kept_counts = dict(zip(kept, _read_counts(list(kept.values()))))  # the step's one host read
+        deficit = self.target - sum(kept_counts.values())
+        free = {name: k.numel() - kept_counts[name] for name, k in kept.items()}
         numel = {name: k.numel() for name, k in kept.items()}
         chosen = self._draw_reconnections(deficit, free, numel, self.generator)
         for name, w in self.params.items():
             keep = kept[name]
             new = keep
             if name in chosen:
-                positions = self._free_positions(keep)[chosen[name].to(keep.device)]
+                ordinals = _to_device(chosen[name], keep.device)
+                free_seen = (~keep).reshape(-1).cumsum(0)  # free positions up to and including each index
+                positions = torch.searchsorted(free_seen, ordinals + 1)  # the ordinal-th free position
                 flat = keep.reshape(-1).clone()
                 flat[positions] = True
                 new = flat.view_as(keep)
@@ -376,7 +403,8 @@ class BSRRewiring(Sparsifier):
             # Disconnected and reconnected positions alike start from zero optimizer state.
             mask_optimizer_state_(self.optimizer, w, keep)
             self.masks.set(name, new)
-        self.last_disconnected = disconnected
+        self.last_disconnected = sum(nnz.values()) - sum(kept_counts.values())
+        self._nnz = {name: kept_counts[name] + (chosen[name].numel() if name in chosen else 0) for name in kept}
         self.last_reconnected = max(deficit, 0)
         self.masks.updates += 1
         self.masks.last_change = self.last_reconnected / self.target
@@ -404,4 +432,5 @@ class BSRRewiring(Sparsifier):
                          for name, p in self.params.items()}
         self.last_disconnected = int(bsr["last_disconnected"])
         self.last_reconnected = int(bsr["last_reconnected"])
+        self._nnz = None
         self._enforce()
