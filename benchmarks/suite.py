@@ -166,7 +166,8 @@ def sync_check(device: str, model: str, width: float) -> pd.DataFrame | None:
     """CUDA only: host synchronisations an AGENT epoch makes (torch's sync debug mode), per pipeline.
 
     The refresh reads ĉ*'s losses once and the divergence check reads one value every 20 steps (one
-    check late, from pinned memory); anything more is a synchronisation inside the step."""
+    check late, from pinned memory); BSR's rewiring reads the layers' kept counts once per step (its
+    host generator's draws depend on them); anything more is a synchronisation inside the step."""
     import warnings
 
     if torch.device(device).type != "cuda":
