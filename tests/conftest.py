@@ -22,7 +22,7 @@ TINY = RunConfig(dataset="synthetic", model="vgg16", width=0.125, epochs=3, batc
                  lr_schedule="step", lr_milestones=(0.5,), lr_factors=(0.1,), device="cpu", seed=3)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config() -> RunConfig:
     return TINY
 

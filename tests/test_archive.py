@@ -14,9 +14,10 @@ train_module = importlib.import_module("agent_lab.train")
 SPARSE = dict(pipeline="set", sparsity=0.9, update_every=4)
 
 
-@pytest.fixture
-def finished(tiny_config, tmp_path):
-    result = train(tiny_config.replace(**SPARSE), out=tmp_path / "runs", progress=False)
+@pytest.fixture(scope="module")
+def finished(tiny_config, tmp_path_factory):
+    """A completed sparse run (so it has a side table), trained once: the tests only read it."""
+    result = train(tiny_config.replace(**SPARSE), out=tmp_path_factory.mktemp("store") / "runs", progress=False)
     assert result.status == "completed"
     return result
 
