@@ -120,13 +120,16 @@ def cmd_list(args: argparse.Namespace) -> int:
                              "give a file path in a folder that exists") from None
         print(f"{len(numbers)} numbers of {numbers['artifact'].nunique()} tables written to {args.numbers}")
         return 0
+    from .paper.reproduce import check_ids
+
+    ids = check_ids(args.artifacts or ["all"])
     counts = paper_numbers().groupby("artifact").size()
     states = costs = timings = None
     if args.timings is not None and not args.cost:
         raise ValueError("--timings: only with --cost (the timings price the runs)")
     if args.scale is not None or args.cost:
         from .paper.reproduce import archived_runs, plan, run_state
-        the_plan = plan(["all"], args.scale or "cpu", seeds=args.seeds)
+        the_plan = plan(ids, args.scale or "cpu", seeds=args.seeds)
         states = {key: run_state(run, args.out) for key, run in the_plan.distinct.items()}
         for key in archived_runs(the_plan, args.archive):
             if states[key] == "missing":
@@ -138,7 +141,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             costs = {key: 0.0 if states[key] == "archived" else seconds  # restored, not trained
                      for key, seconds in zip(the_plan.distinct, frame["seconds"])}
         print(f"scale {the_plan.scale.name}: {the_plan.scale.description}; run store {args.out}")
-    for spec in ARTIFACTS.values():
+    for spec in (ARTIFACTS[artifact] for artifact in ids):
         printed = f"{counts.get(spec.id, 0)} numbers" if spec.kind == "table" else "no numbers"
         print(f"{spec.id:<8} {spec.title} ({spec.where}; {printed})")
         for claim in spec.claim_texts:
@@ -367,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(handler=cmd_runs)
 
     listing = sub.add_parser("list", help="the paper's tables and figures: titles, claims, unstated settings")
+    listing.add_argument("artifacts", nargs="*", metavar="ID", help="only these: table1..table8, fig1..fig27 "
+                                                                   "[default: all]")
     listing.add_argument("--numbers", nargs="?", const="paper_numbers.csv", default=None, metavar="CSV",
                          help="write every number the paper's tables print as one tidy CSV "
                               "(artifact,row,column,metric,value,std,note) [default file: paper_numbers.csv]")

@@ -114,6 +114,15 @@ def test_list_shows_runs_needed_cached_and_the_cost(tmp_path, capsys, monkeypatc
     assert "total (shared runs once)" in out and "benchmarks/suite.py" in out
 
 
+def test_list_takes_ids_and_refuses_unknown_ones(tmp_path, capsys):
+    assert main(["list", "fig7", "table1", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    listed = [line.split()[0] for line in out.splitlines() if line[:1].isalnum() and not line.startswith("scale")]
+    assert listed == ["fig7", "table1"] and "runs: 4 needed, 0 cached, 4 to train" in out
+    assert main(["list", "fig99"]) == 2
+    assert "fig99 invalid; valid choices: table1" in capsys.readouterr().err
+
+
 def test_timings_price_each_run_at_its_measured_epoch_time(tmp_path, capsys):
     the_plan = plan(["fig7", "fig17"], "smoke")
     runs = list(the_plan.distinct.values())
