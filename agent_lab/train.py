@@ -457,21 +457,31 @@ def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info:
     resumed = resume and (folder.path / CHECKPOINT_FILE).exists()
     if decided is not None:  # data-parallel: the other ranks resume from the same checkpoint, or start
         decided("resume" if resumed else "fresh")
-    sessions = 1
+    sessions, resumes = 1, []
+    environment = environment_info(trainer.device)
     if resumed:
         trainer.restore(_resume_checkpoint(folder, trainer.device))
         try:
-            sessions += int(read_json(folder.path / META_FILE).get("sessions", 1))
-        except (OSError, ValueError, TypeError):  # meta.json damaged: the checkpoint is the truth
-            sessions += 1
+            previous = read_json(folder.path / META_FILE)
+            sessions += int(previous.get("sessions", 1))
+            resumes = list(previous.get("resumes", []))
+        except (OSError, ValueError, TypeError, AttributeError):  # meta.json damaged: the checkpoint is the truth
+            previous, sessions = {}, sessions + 1
+        changed = resume_differences(previous, environment)
+        if changed:
+            resumes.append({"epoch": trainer.state.epoch, "changed": changed})
+            what = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
+            tqdm.write(f"{folder.path.name}: resumed after epoch {trainer.state.epoch} with {what}: from here on the "
+                       f"run is not bit-identical to one trained without the interruption (resume with the "
+                       f"same settings, e.g. OMP_NUM_THREADS, for that)")
     else:
         folder.start_over()
     execution = {"precision": config.precision, "autocast": "bfloat16" if config.precision == "bf16" else None,
                  "channels_last": config.channels_last, "compile": config.compile,
                  "fused_passes": config.fused_passes, "ranks": trainer.world_size}
     folder.begin(config.to_dict(), {"seed": config.seed, "config_hash": config.config_hash(), "data": data_info,
-                                    "execution": execution, "sessions": sessions,
-                                    **environment_info(trainer.device)})
+                                    "execution": execution, "sessions": sessions, **environment,
+                                    **({"resumes": resumes} if resumes else {})})
 
     def save(trainer: Trainer, status: str = "running", new_checkpoint: bool = True, **meta: Any) -> None:
         """Only a completed epoch is checkpointed (``status="running"``): a run that stops keeps the
@@ -496,6 +506,17 @@ def _train_in(folder: RunFolder, config: RunConfig, trainer: Trainer, data_info:
     save(trainer, status, **extra)
     return RunResult(config=config, run_dir=folder.path, history=trainer.history(), status=status,
                      meta=dict(folder.meta))
+
+
+# What a run's bits depend on beyond its config and seed: a resume that changes one of these
+# continues correctly but not bit-identically (float reductions are ordered differently).
+BIT_SETTINGS = ("torch_num_threads", "torch", "device")
+
+
+def resume_differences(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{setting: [before, now]}`` for the :data:`BIT_SETTINGS` a resume changes (those recorded)."""
+    return {name: [previous[name], current[name]] for name in BIT_SETTINGS
+            if name in previous and name in current and previous[name] != current[name]}
 
 
 def _resume_checkpoint(folder: RunFolder, device: torch.device) -> dict[str, Any]:

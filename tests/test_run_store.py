@@ -319,3 +319,20 @@ def test_kill_during_the_last_epochs_writes_leaves_a_run_that_resumes_consistent
     assert not list(run_dir.glob(".*.tmp"))
     assert load_run(run_dir, verify="full").status == "completed"
     assert json.loads((run_dir / "meta.json").read_text())["files"].keys() >= {"layer_density.csv"}
+
+
+def test_a_resume_at_another_thread_count_is_recorded_and_said(tiny_config, tmp_path, capsys):
+    import torch
+
+    torch.set_num_threads(1)
+    train(tiny_config, out=tmp_path, progress=False, stop_after_epoch=1)
+    same = train(tiny_config, out=tmp_path, progress=False, stop_after_epoch=2)  # same settings: nothing to say
+    assert "resumes" not in read_json(same.run_dir / "meta.json")
+    assert "not bit-identical" not in capsys.readouterr().out
+    torch.set_num_threads(2)  # conftest restores the count after the test
+    done = train(tiny_config, out=tmp_path, progress=False)
+    meta = read_json(done.run_dir / "meta.json")
+    assert meta["resumes"] == [{"epoch": 2, "changed": {"torch_num_threads": [1, 2]}}]
+    assert meta["sessions"] == 3 and meta["torch_num_threads"] == 2
+    out = capsys.readouterr().out
+    assert "resumed after epoch 2 with torch_num_threads 1 -> 2" in out and "not bit-identical" in out
