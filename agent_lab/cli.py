@@ -101,6 +101,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     if "heartbeat_age" in table:
         table["heartbeat_age"] = table["heartbeat_age"].map(lambda v: "" if v != v else f"{v:.0f} s ago")
+    if "archived" in table:  # restored from an archive: no checkpoint
+        table["status"] = [f"{status} (archived)" if archived is True else status
+                           for status, archived in zip(table["status"], table["archived"])]
     columns = [c for c in ("run", "status", "epoch", "test_acc", "wall_time", "fwd_bwd", "heartbeat_age") if c in table]
     print(table[columns].fillna("").to_string(index=False))
     for _, row in table[table["status"] == "damaged"].iterrows():

@@ -41,6 +41,8 @@ STATUSES = ("running", "completed", "diverged", "interrupted")
 FINAL_STATUSES = ("completed", "diverged")
 CONFIG_FILE, HISTORY_FILE, META_FILE, CHECKPOINT_FILE = "config.json", "history.csv", "meta.json", "checkpoint.pt"
 LOCK_FILE, OWNER_FILE = ".lock", "owner.json"
+# meta.json entry of a run restored from an archive, which has no checkpoint (agent_lab.experiments.archive)
+ARCHIVED_KEY = "archived"
 # Columns every history has (callbacks add theirs, e.g. c, itop_rate, robust_acc).
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "wall_time",
                    "eval_time", "fwd_bwd", "density")
@@ -583,7 +585,8 @@ def list_runs(out: str | Path) -> pd.DataFrame:
     """One row per run folder under ``out``: status, epochs done, the final metrics, and any damage.
 
     A run being trained shows as ``running`` with the age of its last heartbeat; a run whose files
-    do not match ``meta.json`` shows as ``damaged`` with the problem in ``problem``.
+    do not match ``meta.json`` shows as ``damaged`` with the problem in ``problem``; ``archived`` is
+    true for a run restored from an archive (no checkpoint).
     """
     rows = []
     for config_path in sorted(Path(out).expanduser().glob(f"*/{CONFIG_FILE}")):
@@ -595,7 +598,8 @@ def list_runs(out: str | Path) -> pd.DataFrame:
         except (DamagedRunError, ValueError, OSError) as error:
             rows.append({"run": run_dir.name, "status": "damaged", "problem": str(error)})
             continue
-        row = {"run": run.run_dir.name, "status": run.status, **run.config.to_dict()}
+        row = {"run": run.run_dir.name, "status": run.status, "archived": ARCHIVED_KEY in run.meta,
+               **run.config.to_dict()}
         if run.status == "running":
             owner = run_owner(run_dir)
             if "heartbeat" in owner:

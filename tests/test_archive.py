@@ -7,7 +7,8 @@ import pytest
 
 from agent_lab.errors import RunStoreError
 from agent_lab.experiments import archive_run, has_weights, is_archived, open_run, restore_run
-from agent_lab.runs import DamagedRunError, load_run, read_json
+from agent_lab.cli import main
+from agent_lab.runs import DamagedRunError, list_runs, load_run, read_json
 from agent_lab.train import train
 
 train_module = importlib.import_module("agent_lab.train")
@@ -42,7 +43,7 @@ def test_the_archive_keeps_every_file_but_the_checkpoint_and_records_its_digest(
     assert not list((tmp_path / "archive").glob(".*"))  # no staging folder left
 
 
-def test_a_restored_run_is_served_as_it_was_and_nothing_is_trained(finished, tmp_path, monkeypatch):
+def test_a_restored_run_is_served_as_it_was_and_nothing_is_trained(finished, tmp_path, monkeypatch, capsys):
     folder = archive_run(finished.run_dir, tmp_path / "archive")
     restored = restore_run(folder, tmp_path / "fresh")
     assert is_archived(restored) and restored.status == "completed"
@@ -51,6 +52,9 @@ def test_a_restored_run_is_served_as_it_was_and_nothing_is_trained(finished, tmp
     assert served.status == "completed" and is_archived(served)
     pd.testing.assert_frame_equal(served.history, finished.history, check_exact=True)
     assert not (served.run_dir / "checkpoint.pt").exists()
+    assert list_runs(tmp_path / "fresh")["archived"].tolist() == [True]
+    assert main(["runs", "--out", str(tmp_path / "fresh")]) == 0
+    assert "completed (archived)" in capsys.readouterr().out
 
 
 def test_what_needs_the_weights_names_the_remedy_and_the_remedy_works(finished, tmp_path):

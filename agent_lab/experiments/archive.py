@@ -22,12 +22,12 @@ import tempfile
 from pathlib import Path
 
 from ..errors import RunStoreError
-from ..runs import (CHECKPOINT_FILE, CONFIG_FILE, FINAL_STATUSES, LOCK_FILE, META_FILE, OWNER_FILE, RunResult,
-                    file_digest, is_running, load_run, run_dir_for, write_json)
+from ..runs import (ARCHIVED_KEY, CHECKPOINT_FILE, CONFIG_FILE, FINAL_STATUSES, LOCK_FILE, META_FILE, OWNER_FILE,
+                    RunResult, file_digest, is_running, load_run, run_dir_for, write_json)
 
 __all__ = ["ARCHIVED_KEY", "archive_run", "archived_copy", "has_weights", "is_archived", "restore_run"]
 
-ARCHIVED_KEY = "archived"  # meta.json entry of an archived run: {"checkpoints": {name: digest}, "date": ...}
+# ARCHIVED_KEY: the meta.json entry of an archived run, {"checkpoints": {name: digest}, "date": ...}
 
 
 def _kept(path: Path) -> bool:
