@@ -14,6 +14,7 @@ relative to the baseline.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     the_plan = option_plan(args.artifacts, args.scale, args.options, seeds=args.seeds, device=args.device,
                            labels=args.methods, sparsities=args.sparsities)
     restore_archived(the_plan, args.out, args.archive)
+
+    def interrupt(*_):  # `kill` (SIGTERM) stops like Ctrl-C: the run in training saves, the finished ones are archived
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         results = train_all(the_plan, args.out, progress=not args.quiet)
     finally:  # the runs finished so far survive a fresh machine
