@@ -131,12 +131,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.timings is not None and not args.cost:
         raise ValueError("--timings: only with --cost (the timings price the runs)")
     if args.scale is not None or args.cost:
-        from .paper.reproduce import archived_runs, plan, run_state
+        from .paper.reproduce import plan, plan_states
         the_plan = plan(ids, args.scale or "cpu", seeds=args.seeds)
-        states = {key: run_state(run, args.out) for key, run in the_plan.distinct.items()}
-        for key in archived_runs(the_plan, args.archive):
-            if states[key] == "missing":
-                states[key] = "archived"
+        states = plan_states(the_plan, args.out, args.archive)
         if args.cost:
             from .paper.cost import format_seconds, load_timings, plan_cost
             timings = None if args.timings is None else load_timings(args.timings)

@@ -159,6 +159,15 @@ def archived_runs(the_plan: Plan, archive: str | Path | None) -> dict[tuple, Pat
     return {key: path for key, path in found.items() if path is not None}
 
 
+def plan_states(the_plan: Plan, out: str | Path = "runs", archive: str | Path | None = None) -> dict[tuple, str]:
+    """:func:`run_state` of every distinct run, ``archived`` where the store lacks a run the archive holds."""
+    states = {key: run_state(run, out) for key, run in the_plan.distinct.items()}
+    for key in archived_runs(the_plan, archive):
+        if states[key] == "missing":
+            states[key] = "archived"
+    return states
+
+
 def restore_archived(the_plan: Plan, out: str | Path = "runs", archive: str | Path | None = ARCHIVE) -> list[str]:
     """Copy into the run store ``out`` every run of the plan that the store lacks and the archive holds
     (the store then serves them: nothing is trained for them); returns their run names. A run the
@@ -392,17 +401,15 @@ def _config_text(config) -> str:
 def describe_plan(the_plan: Plan, out: str | Path = "runs", archive: str | Path | None = None) -> pd.DataFrame:
     """One row per distinct run: the artifacts using it, label, seed, state, run name and config
     (state ``archived``: missing in the store, held by ``archive/<scale>/``, so restored, not trained)."""
-    archived = archived_runs(the_plan, archive)
+    states = plan_states(the_plan, out, archive)
     users: dict[tuple, list[str]] = {}
     for artifact, runs in the_plan.runs.items():
         for run in runs:
             users.setdefault(run.key, []).append(artifact)
     rows = []
     for key, run in the_plan.distinct.items():
-        state = run_state(run, out)
         rows.append({"artifacts": ",".join(dict.fromkeys(users[key])), "label": run.arm.label,
                      "facets": ", ".join(f"{k}={v}" for k, v in run.arm.facets), "seed": run.seed,
-                     "driver": run.arm.driver, "state": "archived" if state == "missing" and key in archived else state,
-                     "run": run.config.run_name(),
+                     "driver": run.arm.driver, "state": states[key], "run": run.config.run_name(),
                      "config": _config_text(run.config)})
     return pd.DataFrame(rows, columns=["artifacts", "label", "facets", "seed", "driver", "state", "run", "config"])
