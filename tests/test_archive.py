@@ -103,3 +103,11 @@ def test_archiving_again_replaces_the_older_copy(finished, tmp_path):
     assert archive_run(finished.run_dir, tmp_path / "archive") == folder
     assert not (folder / "stale.csv").exists()
     assert load_run(folder, verify="full").meta["files"] == meta["files"]
+
+
+def test_an_archive_path_through_a_file_is_refused_naming_the_file(finished, tmp_path):
+    blocking = tmp_path / "archive.txt"
+    blocking.write_text("not a folder\n")
+    with pytest.raises(RunStoreError, match=r"archive.txt is a file"):
+        archive_run(finished.run_dir, blocking / "cpu")
+    assert blocking.read_text() == "not a folder\n"

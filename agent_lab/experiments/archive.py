@@ -63,6 +63,10 @@ def archive_run(run_dir: str | Path, archive: str | Path) -> Path:
         raise RunStoreError(f"{run_dir} is {run.status}: only finished runs (completed or diverged) are archived; "
                             f"train it to the end first")
     archive = Path(archive).expanduser()
+    blocking = next((folder for folder in (archive, *archive.parents) if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        raise RunStoreError(f"the archive folder {archive} cannot be made: {blocking} is a file; "
+                            f"name a folder (or a path that does not exist yet)")
     archive.mkdir(parents=True, exist_ok=True)
     target = archive / run_dir.name
     staging = Path(tempfile.mkdtemp(dir=archive, prefix=f".{run_dir.name}.", suffix=".tmp"))
