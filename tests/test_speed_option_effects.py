@@ -51,6 +51,15 @@ def test_option_effects_pair_the_seeds_and_read_by_the_similarity_rule():
     assert option_effects(the_plan, results).iloc[0].reading == "different accuracy"  # +10.25 ± 0.25
 
 
+def test_the_time_ratio_reads_the_median_epoch_so_a_slow_stretch_of_a_run_does_not_count():
+    the_plan = option_plan(["fig7"], "smoke", ["bf16"], labels=["BSR-Net"], sparsities=[0.9], seeds=2)
+    results = {run.key: _result(0.6, seconds=10.0, passes=100, epochs=5) for run in the_plan.runs["fig7"]}
+    results.update({run.key: _result(0.6, seconds=6.0, passes=100, epochs=5) for run in the_plan.runs["fig7:bf16"]})
+    slow_start = the_plan.runs["fig7"][0].key  # its first two epochs took 70 s each (another code version)
+    results[slow_start].history["wall_time"] = [70.0, 140.0, 150.0, 160.0, 170.0]
+    assert option_effects(the_plan, results).iloc[0].time_ratio == pytest.approx(0.6)
+
+
 def test_option_runs_train_at_the_smoke_scale(tmp_path):
     the_plan = option_plan(["fig7"], "smoke", ["steps + quarter"], labels=["A-BSR-Net"], sparsities=[0.9], seeds=2)
     results = train_all(the_plan, tmp_path, progress=False)

@@ -5,7 +5,7 @@ artifact's own runs (the baseline, shared with ``reproduce``), the same runs wit
 AGENT-only options apply to the arms that train with a snapshot-correcting optimizer, the others to
 every arm. :func:`option_effects` compares each option's runs with the baseline runs of the same arm
 and seed: the final test accuracy (mean ± std over seeds), the paired difference (mean ± standard
-error over seeds), training time and passes per epoch relative to the baseline, and a reading by
+error over seeds), the median epoch's training time and the passes per epoch relative to the baseline, and a reading by
 the README's rule for "similar" (held when the difference ± 2 SE lies within ``tolerance`` points).
 """
 from __future__ import annotations
@@ -64,8 +64,11 @@ def _final(result) -> dict[str, float]:
     history = result.history
     last = history.iloc[-1]
     epochs = max(len(history), 1)
+    # The median epoch, not the mean: a run resumed on another machine or under another code version
+    # (or trained beside a heavier process for a while) has epochs that say nothing of its option.
+    epoch_seconds = history["wall_time"].diff().fillna(history["wall_time"])
     return {"test_acc": 100 * float(last["test_acc"]) if result.status == "completed" else math.nan,
-            "epoch_s": float(last["wall_time"]) / epochs, "passes": float(last["fwd_bwd"]) / epochs,
+            "epoch_s": float(epoch_seconds.median()), "passes": float(last["fwd_bwd"]) / epochs,
             "status": result.status}
 
 
