@@ -111,3 +111,22 @@ def test_an_archive_path_through_a_file_is_refused_naming_the_file(finished, tmp
     with pytest.raises(RunStoreError, match=r"archive.txt is a file"):
         archive_run(finished.run_dir, blocking / "cpu")
     assert blocking.read_text() == "not a folder\n"
+
+
+def test_archiving_an_unchanged_run_again_leaves_its_copy_and_date_alone(finished, tmp_path):
+    folder = archive_run(finished.run_dir, tmp_path / "archive")
+    meta = folder / "meta.json"
+    dated = json.loads(meta.read_text())
+    dated["archived"]["date"] = "2000-01-01T00:00:00+00:00"  # as if archived long ago
+    meta.write_text(json.dumps(dated))
+    before = meta.read_bytes()
+    assert archive_run(finished.run_dir, tmp_path / "archive") == folder
+    assert meta.read_bytes() == before
+
+
+def test_a_restored_run_archived_again_keeps_the_record_of_its_checkpoint(finished, tmp_path):
+    folder = archive_run(finished.run_dir, tmp_path / "archive")
+    restored = restore_run(folder, tmp_path / "fresh")
+    again = archive_run(restored.run_dir, tmp_path / "archive2")
+    record = read_json(again / "meta.json")["archived"]["checkpoints"]
+    assert record == read_json(folder / "meta.json")["archived"]["checkpoints"] != {}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import RunStoreError
 from ..runs import (ARCHIVED_KEY, CHECKPOINT_FILE, CONFIG_FILE, FINAL_STATUSES, LOCK_FILE, META_FILE, OWNER_FILE,
-                    RunResult, file_digest, is_running, load_run, run_dir_for, write_json)
+                    RunResult, file_digest, is_running, load_run, read_json, run_dir_for, write_json)
 
 __all__ = ["ARCHIVED_KEY", "archive_run", "archived_copy", "has_weights", "is_archived", "restore_run"]
 
@@ -79,9 +79,13 @@ def archive_run(run_dir: str | Path, archive: str | Path) -> Path:
         meta = dict(run.meta)
         recorded = meta.get("files", {})
         meta["files"] = {name: digest for name, digest in recorded.items() if name in kept}
-        meta[ARCHIVED_KEY] = {"checkpoints": {name: digest for name, digest in recorded.items()
-                                              if name.endswith(".pt")},
+        checkpoints = ({name: digest for name, digest in recorded.items() if name.endswith(".pt")}
+                       or run.meta.get(ARCHIVED_KEY, {}).get("checkpoints", {}))  # a restored run keeps its record
+        meta[ARCHIVED_KEY] = {"checkpoints": checkpoints,
                               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        if _same_copy(target, kept, meta):  # archiving again changes nothing (no new date to commit)
+            shutil.rmtree(staging)
+            return target
         write_json(staging / META_FILE, meta)
         if target.exists():
             shutil.rmtree(target)
@@ -90,6 +94,22 @@ def archive_run(run_dir: str | Path, archive: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _same_copy(target: Path, files: dict[str, object], meta: dict) -> bool:
+    """Whether ``target`` already is the archived copy of these files (name: digest) and this
+    meta.json, up to the archive date."""
+    try:
+        held = read_json(target / META_FILE)
+        names = {path.name for path in target.iterdir()}
+    except (OSError, ValueError):
+        return False
+
+    def undated(entry: dict) -> dict:
+        return {**entry, ARCHIVED_KEY: {**entry.get(ARCHIVED_KEY, {}), "date": None}}
+
+    return (names == {META_FILE, *files} and undated(held) == undated(meta)
+            and all(file_digest(target / name) == digest for name, digest in files.items()))
 
 
 def archived_copy(config, archive: str | Path | None) -> Path | None:
