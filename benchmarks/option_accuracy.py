@@ -6,7 +6,9 @@
 The baseline runs are the artifact's own (cached when ``agent-lab reproduce`` trained them, or
 restored from ``archive/<scale>/``: an option's runs and their archived copies are kept too); each
 option's runs go to the same run store, so two processes can share the work and an interrupted call
-resumes. Writes ``figures/speed_options/<ids>_<scale>.csv`` and ``.md`` and prints the table:
+resumes. Writes ``figures/speed_options/<ids>_<scale>.csv``/``.md`` (the table it prints),
+``<ids>_<scale>_seeds.csv``/``.md`` (seed by seed, with the run names), ``<ids>_<scale>.png``/``.pdf``
+and an entry in ``SOURCES.json``. The table:
 final test accuracy with and without the option (mean ± std over seeds), the paired difference
 (mean ± SE), the reading by the README's similarity rule (±1 point), and time and passes per epoch
 relative to the baseline.
@@ -14,12 +16,17 @@ relative to the baseline.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import platform
 import signal
 import sys
 from pathlib import Path
 
-from agent_lab.paper.options import SPEED_OPTIONS, option_effects, option_plan
+from agent_lab import __version__
+from agent_lab.paper.options import SPEED_OPTIONS, effects_of, option_figure, option_pairs, option_plan
 from agent_lab.paper.reproduce import archive_plan, restore_archived, train_all
+from agent_lab.reporting import save_figure, save_table
+from agent_lab.runs import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,14 +58,22 @@ def main(argv: list[str] | None = None) -> int:
         results = train_all(the_plan, args.out, progress=not args.quiet)
     finally:  # the runs finished so far survive a fresh machine
         archive_plan(the_plan, args.out, args.archive)
-    effects = option_effects(the_plan, results)
-    folder = Path(args.figures) / "speed_options"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"{'_'.join(args.artifacts)}_{args.scale}"
-    effects.to_csv(stem.with_suffix(".csv"), index=False)
-    stem.with_suffix(".md").write_text(effects.to_markdown(index=False, floatfmt=".3g") + "\n")
+    pairs = option_pairs(the_plan, results)
+    effects = effects_of(pairs)
+    stem = Path(args.figures) / "speed_options" / f"{'_'.join(args.artifacts)}_{args.scale}"
+    smoke = "smoke" if args.scale == "smoke" else None  # labelled as such, like every smoke output
+    paths = save_table(effects, stem, smoke) + save_table(pairs, stem.with_name(stem.name + "_seeds"), smoke)
+    paths += save_figure(option_figure(pairs), stem, smoke)
+    sources = stem.parent / "SOURCES.json"
+    recorded = read_json(sources) if sources.exists() else {}
+    recorded[stem.name] = {"artifacts": args.artifacts, "scale": args.scale, "options": args.options,
+                           "library_version": __version__, "host": platform.node(),
+                           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                           "runs": sorted({*pairs["baseline_run"], *pairs["option_run"]}),
+                           "files": sorted(path.name for path in paths)}
+    write_json(sources, recorded)
     print(effects.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    print(f"written: {stem}.csv, .md")
+    print("written: " + ", ".join(str(path) for path in paths + [sources]))
     return 0
 
 

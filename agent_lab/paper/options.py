@@ -30,6 +30,8 @@ SPEED_OPTIONS: dict[str, dict] = {
     "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
 }
 AGENT_ONLY = ("fused_passes", "c_hat_source", "full_pass_fraction")
+EFFECT_COLUMNS = ["artifact", "arm", "option", "seeds", "baseline_acc", "baseline_std", "option_acc", "option_std",
+                  "difference", "difference_se", "reading", "time_ratio", "passes_ratio", "diverged"]
 
 
 def applies(option: str, run: Run) -> bool:
@@ -72,40 +74,94 @@ def _final(result) -> dict[str, float]:
             "status": result.status}
 
 
-def option_effects(the_plan: Plan, results: dict[tuple, object], tolerance: float = 1.0) -> pd.DataFrame:
-    """One row per artifact arm and option (see the module docstring); ``results`` by run key."""
+def option_pairs(the_plan: Plan, results: dict[tuple, object]) -> pd.DataFrame:
+    """One row per artifact arm, option and seed: the option's run beside the baseline run of the same
+    arm and seed (final test accuracy in %, median epoch seconds, passes per epoch, status, run names)."""
     rows = []
     for key, runs in the_plan.runs.items():
         if ":" not in key:
             continue
         artifact, option = key.split(":", 1)
         baseline = {(run.arm.label, run.seed): run for run in the_plan.runs[artifact]}
-        by_arm: dict[str, list[tuple[dict, dict]]] = {}
         for run in runs:
             arm = run.arm.label[: -len(f" [{option}]")]
             base_run = baseline[(arm, run.seed)]
-            by_arm.setdefault(arm, []).append((_final(results[base_run.key]), _final(results[run.key])))
-        for arm, pairs in by_arm.items():
-            base = pd.DataFrame([b for b, _ in pairs])
-            variant = pd.DataFrame([v for _, v in pairs])
-            diff = (variant["test_acc"] - base["test_acc"]).dropna()
-            n = len(diff)
-            se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-            mean = float(diff.mean()) if n else math.nan
-            if n < 2 or math.isnan(se):
-                reading = "not testable"
-            elif abs(mean) + 2 * se <= tolerance:
-                reading = "same accuracy"
-            elif abs(mean) - 2 * se > tolerance:
-                reading = "different accuracy"
-            else:
-                reading = "not testable"
-            rows.append({
-                "artifact": artifact, "arm": arm, "option": option, "seeds": len(pairs),
-                "baseline_acc": float(base["test_acc"].mean()), "baseline_std": float(base["test_acc"].std(ddof=1)),
-                "option_acc": float(variant["test_acc"].mean()), "option_std": float(variant["test_acc"].std(ddof=1)),
-                "difference": mean, "difference_se": se, "reading": reading,
-                "time_ratio": float(np.median(variant["epoch_s"] / base["epoch_s"])),
-                "passes_ratio": float(np.median(variant["passes"] / base["passes"])),
-                "diverged": int((variant["status"] == "diverged").sum())})
+            base, variant = _final(results[base_run.key]), _final(results[run.key])
+            rows.append({"artifact": artifact, "arm": arm, "option": option, "seed": run.seed,
+                         "baseline_acc": base["test_acc"], "option_acc": variant["test_acc"],
+                         "difference": variant["test_acc"] - base["test_acc"],
+                         "baseline_epoch_s": base["epoch_s"], "option_epoch_s": variant["epoch_s"],
+                         "baseline_passes": base["passes"], "option_passes": variant["passes"],
+                         "option_status": variant["status"],
+                         "baseline_run": base_run.config.run_name(), "option_run": run.config.run_name()})
     return pd.DataFrame(rows)
+
+
+def option_effects(the_plan: Plan, results: dict[tuple, object], tolerance: float = 1.0) -> pd.DataFrame:
+    """One row per artifact arm and option (see the module docstring); ``results`` by run key."""
+    return effects_of(option_pairs(the_plan, results), tolerance)
+
+
+def effects_of(pairs: pd.DataFrame, tolerance: float = 1.0) -> pd.DataFrame:
+    """:func:`option_effects` from the per-seed rows of :func:`option_pairs`."""
+    rows = []
+    if pairs.empty:
+        return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+    for (artifact, arm, option), group in pairs.groupby(["artifact", "arm", "option"], sort=False):
+        diff = group["difference"].dropna()
+        n = len(diff)
+        se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        mean = float(diff.mean()) if n else math.nan
+        if n < 2 or math.isnan(se):
+            reading = "not testable"
+        elif abs(mean) + 2 * se <= tolerance:
+            reading = "same accuracy"
+        elif abs(mean) - 2 * se > tolerance:
+            reading = "different accuracy"
+        else:
+            reading = "not testable"
+        rows.append({
+            "artifact": artifact, "arm": arm, "option": option, "seeds": len(group),
+            "baseline_acc": float(group["baseline_acc"].mean()), "baseline_std": float(group["baseline_acc"].std(ddof=1)),
+            "option_acc": float(group["option_acc"].mean()), "option_std": float(group["option_acc"].std(ddof=1)),
+            "difference": mean, "difference_se": se, "reading": reading,
+            "time_ratio": float(np.median(group["option_epoch_s"] / group["baseline_epoch_s"])),
+            "passes_ratio": float(np.median(group["option_passes"] / group["baseline_passes"])),
+            "diverged": int((group["option_status"] == "diverged").sum())})
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+
+
+def option_figure(pairs: pd.DataFrame, tolerance: float = 1.0):
+    """Two panels per artifact arm: each seed's accuracy difference (option − baseline, points) with
+    the mean ± 2 SE and the ±``tolerance`` band of the similarity rule; and the time per epoch
+    relative to the baseline (median over seeds), beside the passes ratio."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    effects = effects_of(pairs, tolerance)
+    labels = [f"{row.arm}\n{row.option}" for row in effects.itertuples()]
+    y = np.arange(len(effects))[::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.55 * len(effects) + 2.0), sharey=True,
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    left.axvspan(-tolerance, tolerance, color="0.9", label=f"±{tolerance:g} point (the rule for similar)")
+    left.axvline(0, color="0.5", lw=0.8)
+    for position, row in zip(y, effects.itertuples()):
+        seeds = pairs[(pairs.arm == row.arm) & (pairs.option == row.option) & (pairs.artifact == row.artifact)]
+        left.scatter(seeds["difference"], [position] * len(seeds), color="C0", s=18, alpha=0.7, zorder=3)
+        if not math.isnan(row.difference_se):
+            left.errorbar(row.difference, position, xerr=2 * row.difference_se, fmt="D", color="C3",
+                          capsize=3, zorder=4)
+    left.scatter([], [], color="C0", s=18, label="one seed")
+    left.errorbar([], [], xerr=[], fmt="D", color="C3", label="mean ± 2 SE")
+    left.set_yticks(y, labels)
+    left.set_xlabel("final test accuracy: option − baseline (points)")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=7, frameon=False)
+    right.barh(y + 0.18, effects["time_ratio"], height=0.35, color="C2", label="time per epoch")
+    right.barh(y - 0.18, effects["passes_ratio"], height=0.35, color="0.6", label="passes per epoch")
+    right.axvline(1, color="0.5", lw=0.8)
+    right.set_xlabel("relative to the baseline")
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
