@@ -24,7 +24,7 @@ from pathlib import Path
 
 from agent_lab import __version__
 from agent_lab.paper.options import SPEED_OPTIONS, effects_of, option_figure, option_pairs, option_plan
-from agent_lab.paper.reproduce import archive_plan, restore_archived, train_all
+from agent_lab.paper.reproduce import SOURCES_FILE, archive_plan, restore_archived, train_all
 from agent_lab.reporting import save_figure, save_table
 from agent_lab.runs import read_json, write_json
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     smoke = "smoke" if args.scale == "smoke" else None  # labelled as such, like every smoke output
     paths = save_table(effects, stem, smoke) + save_table(pairs, stem.with_name(stem.name + "_seeds"), smoke)
     paths += save_figure(option_figure(pairs), stem, smoke)
-    sources = stem.parent / "SOURCES.json"
+    sources = stem.parent / SOURCES_FILE
     recorded = read_json(sources) if sources.exists() else {}
     recorded[stem.name] = {"artifacts": args.artifacts, "scale": args.scale, "options": args.options,
                            "library_version": __version__, "host": platform.node(),

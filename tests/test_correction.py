@@ -69,7 +69,8 @@ def test_reduce_lr_runs_at_a_tenth_of_the_lr(tiny_config, tmp_path):
 
 
 # The default tier resumes each kind of state (snapshot + g̃, MVR's estimate, SVRG, masks, the dense
-# g̃ of corrected growth); the optimizers whose state is only the base optimizer's are in the slow tier.
+# g̃ of corrected growth); the dense cases whose kind of state another default case already resumes
+# (or whose state is only the base optimizer's) are in the slow tier.
 RESUME_SLOW = ("sgd", "adam", "fixed-c", "no-gamma", "mvr", "reduce-lr")
 
 

@@ -204,6 +204,16 @@ def fewer_epochs(a: str, b: str, *, x: str = "epoch", where: dict[str, Any] | No
     return check
 
 
+def within_tolerance(mean: float, se: float, tolerance: float) -> str:
+    """The similarity rule: *held* when ``mean ± 2 se`` lies inside ``±tolerance``, *not held* when
+    it lies outside, *not testable* when it straddles the tolerance (or ``se`` is not a number)."""
+    if abs(mean) + 2 * se <= tolerance:
+        return HELD
+    if abs(mean) - 2 * se > tolerance:
+        return NOT_HELD
+    return NOT_TESTABLE
+
+
 def similar(a: str, b: str, *, tolerance: float = 1.0, where: dict[str, Any] | None = None,
             metric: str = "clean_acc", budgets: tuple[int, ...] | None = None) -> Check:
     """``a`` and ``b`` are within ``tolerance`` points of each other on average: *held* when the
@@ -221,11 +231,8 @@ def similar(a: str, b: str, *, tolerance: float = 1.0, where: dict[str, Any] | N
         se = float(math.sqrt((cells["se"] ** 2).sum()) / len(cells))
         evidence = (f"{a} − {b}: mean {mean:+.2f} points (SE {se:.2f}) over {len(cells)} cells; ±2 SE "
                     f"[{mean - 2 * se:+.2f}, {mean + 2 * se:+.2f}] against the tolerance ±{tolerance:g}")
-        if abs(mean) + 2 * se <= tolerance:
-            return Verdict(HELD, evidence)
-        if abs(mean) - 2 * se > tolerance:
-            return Verdict(NOT_HELD, evidence)
-        return Verdict(NOT_TESTABLE, evidence + ": too noisy at this scale to tell")
+        reading = within_tolerance(mean, se, tolerance)
+        return Verdict(reading, evidence + (": too noisy at this scale to tell" if reading == NOT_TESTABLE else ""))
     return check
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..optim.correction import SNAPSHOT_CORRECTORS
+from .claims import HELD, NOT_HELD, NOT_TESTABLE, within_tolerance
 from .plan import Run
 from .reproduce import Plan, plan
 
@@ -30,6 +31,8 @@ SPEED_OPTIONS: dict[str, dict] = {
     "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
 }
 AGENT_ONLY = ("fused_passes", "c_hat_source", "full_pass_fraction")
+READINGS = {HELD: "same accuracy", NOT_HELD: "different accuracy", NOT_TESTABLE: "not testable"}
+PAIR_KEYS = ["artifact", "arm", "option"]
 EFFECT_COLUMNS = ["artifact", "arm", "option", "seeds", "baseline_acc", "baseline_std", "option_acc", "option_std",
                   "difference", "difference_se", "reading", "time_ratio", "passes_ratio", "diverged"]
 
@@ -104,22 +107,15 @@ def option_effects(the_plan: Plan, results: dict[tuple, object], tolerance: floa
 
 def effects_of(pairs: pd.DataFrame, tolerance: float = 1.0) -> pd.DataFrame:
     """:func:`option_effects` from the per-seed rows of :func:`option_pairs`."""
-    rows = []
     if pairs.empty:
-        return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
-    for (artifact, arm, option), group in pairs.groupby(["artifact", "arm", "option"], sort=False):
+        return pd.DataFrame([], columns=EFFECT_COLUMNS)
+    rows = []
+    for (artifact, arm, option), group in pairs.groupby(PAIR_KEYS, sort=False):
         diff = group["difference"].dropna()
         n = len(diff)
         se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
         mean = float(diff.mean()) if n else math.nan
-        if n < 2 or math.isnan(se):
-            reading = "not testable"
-        elif abs(mean) + 2 * se <= tolerance:
-            reading = "same accuracy"
-        elif abs(mean) - 2 * se > tolerance:
-            reading = "different accuracy"
-        else:
-            reading = "not testable"
+        reading = READINGS[within_tolerance(mean, se, tolerance)]
         rows.append({
             "artifact": artifact, "arm": arm, "option": option, "seeds": len(group),
             "baseline_acc": float(group["baseline_acc"].mean()), "baseline_std": float(group["baseline_acc"].std(ddof=1)),
@@ -147,8 +143,7 @@ def option_figure(pairs: pd.DataFrame, tolerance: float = 1.0):
                                       gridspec_kw={"width_ratios": [3, 2]})
     left.axvspan(-tolerance, tolerance, color="0.9", label=f"±{tolerance:g} point (the rule for similar)")
     left.axvline(0, color="0.5", lw=0.8)
-    for position, row in zip(y, effects.itertuples()):
-        seeds = pairs[(pairs.arm == row.arm) & (pairs.option == row.option) & (pairs.artifact == row.artifact)]
+    for position, row, (_, seeds) in zip(y, effects.itertuples(), pairs.groupby(PAIR_KEYS, sort=False)):
         left.scatter(seeds["difference"], [position] * len(seeds), color="C0", s=18, alpha=0.7, zorder=3)
         if not math.isnan(row.difference_se):
             left.errorbar(row.difference, position, xerr=2 * row.difference_se, fmt="D", color="C3",
